@@ -1,0 +1,243 @@
+"""Run configuration: YAML validated into typed dataclasses.
+
+A config file mirrors :class:`RunConfig`: top-level ``name`` and ``seed`` plus one section per
+layer (``data``, ``model``, ``loss``, ``optim``, ``eval``). Every key is checked: an unknown key
+is an error that lists the valid keys of its section, and every value is checked against the
+field's type (and its allowed values for choices). Defaults follow the BoT recipe
+(Luo et al., "Bag of Tricks"), see ``shared/reference/implementation-notes.md`` section 6.2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or mapping that does not fit the schema (names the file and key)."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"  #: registry name, see ``reid_core.data.available_datasets()``
+    root: str | None = None  #: dataset root; ``None`` = synthetic cache / ``--data-root``
+    height: int = 256  #: input height in pixels
+    width: int = 128  #: input width in pixels
+    batch_size: int = 64  #: images per batch = P x K
+    num_instances: int = 4  #: K, images per identity in a batch (P x K identity sampler)
+    workers: int = 0  #: DataLoader worker processes (0 = load in the main process)
+    augment: str = "bot"  #: recipe name in ``reid_core.data.transforms.AUGMENTATIONS``
+    flip_p: float = 0.5
+    pad: int = 10  #: zero padding before the random crop (BoT recipe)
+    erasing_p: float = 0.5  #: random-erasing probability (0 disables it)
+    #: Random-erasing fill, in *normalised* space. BoT fills with (0.4914, 0.4822, 0.4465);
+    #: the RGA code fills with 0.
+    erasing_value: list[float] = field(default_factory=lambda: [0.4914, 0.4822, 0.4465])
+
+
+@dataclass
+class ModelConfig:
+    name: str = "bnneck"  #: head/architecture in ``reid_core.models.MODELS``
+    backbone: str = "resnet50"  #: in ``reid_core.models.BACKBONES``
+    last_stride: int = 1
+    #: ``None`` = random init; ``"imagenet"`` = torchvision's weights API; else a local file.
+    pretrained: str | None = None
+
+
+@dataclass
+class LossConfig:
+    ce_weight: float = 1.0
+    label_smoothing: float = 0.1
+    triplet_weight: float = 1.0
+    #: Batch-hard triplet margin; ``None`` = soft margin (softplus).
+    triplet_margin: float | None = 0.3
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adam", "sgd"] = "adam"
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    weight_decay_bias: float = 5e-4
+    bias_lr_factor: float = 1.0
+    momentum: float = 0.9  #: SGD only
+    nesterov: bool = False  #: SGD only
+    backbone_lr_mult: float = 1.0  #: lr multiplier of the pretrained backbone's parameters
+    epochs: int = 120
+    warmup_epochs: int = 10  #: linear warmup length; the lr is set once per epoch
+    warmup_factor: float = 0.01  #: lr factor at epoch 0 of the warmup
+    milestones: list[int] = field(default_factory=lambda: [40, 70])
+    gamma: float = 0.1
+
+
+@dataclass
+class EvalConfig:
+    every: int = 0  #: evaluate every N epochs during training (0 = only at the end)
+    #: Which features to evaluate: before or after the BNNeck's BN (both are reported).
+    features: list[Literal["before_bn", "after_bn"]] = field(
+        default_factory=lambda: ["after_bn", "before_bn"]
+    )
+    distance: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean"
+    normalize: bool = True  #: L2-normalise features before the distance (BoT: yes)
+    flip: bool = False  #: average features of the image and its horizontal flip
+    ap_mode: Literal["standard", "trapezoid"] = "standard"
+    ranks: list[int] = field(default_factory=lambda: [1, 5, 10])
+    batch_size: int = 128
+
+
+@dataclass
+class RunConfig:
+    name: str
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def config_hash(self) -> str:
+        """SHA-256 of the canonical JSON of the whole config (first 12 hex digits)."""
+        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()[:12]
+
+    @property
+    def run_id(self) -> str:
+        """File-system name of a run: config name, seed and config hash."""
+        return f"{self.name}-seed{self.seed}-{self.config_hash()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_value(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the type annotation ``tp``; return it (ints widened to float)."""
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for alt in args:
+            try:
+                return _check_value(value, alt, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        allowed = " or ".join(_type_name(a) for a in args)
+        raise ConfigError(f"{where}: expected {allowed}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_check_value(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null, got {value!r}")
+        return None
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    raise TypeError(f"unsupported config type {tp!r} at {where}")  # a bug in this module
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(map(repr, get_args(tp)))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(names)}"
+        )
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key_where = f"{where}.{f.name}" if where else f.name
+        if f.name in raw:
+            kwargs[f.name] = _check_value(raw[f.name], hints[f.name], key_where)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key_where}: required key is missing")
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
+    """Validate a mapping into a :class:`RunConfig`; errors name ``source`` and the key."""
+    try:
+        cfg = _build(RunConfig, raw, "")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {str(e).lstrip(': ')}") from None
+    _check_semantics(cfg, source)
+    return cfg
+
+
+def _check_semantics(cfg: RunConfig, source: str) -> None:
+    d, o = cfg.data, cfg.optim
+    if d.batch_size % d.num_instances:
+        raise ConfigError(
+            f"{source}: data.batch_size ({d.batch_size}) must be a multiple of "
+            f"data.num_instances ({d.num_instances})"
+        )
+    if sorted(o.milestones) != o.milestones:
+        raise ConfigError(f"{source}: optim.milestones must be increasing, got {o.milestones}")
+    if o.epochs < 1:
+        raise ConfigError(f"{source}: optim.epochs must be >= 1")
+    if not cfg.eval.features:
+        raise ConfigError(f"{source}: eval.features must name at least one feature")
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config (``yaml.safe_load``), apply dotted ``overrides``, and validate it.
+
+    ``overrides`` maps dotted keys to values, e.g. ``{"seed": 1, "optim.epochs": 2}``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw.setdefault("name", path.stem)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    return config_from_dict(raw, str(path))
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value

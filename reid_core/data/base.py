@@ -1,0 +1,132 @@
+"""Dataset containers, the dataset registry, and the errors loaders raise.
+
+Every loader returns a :class:`ReIDData`: three lists of ``(path, pid, camid)`` items.
+
+Conventions shared by all loaders (and relied upon by the evaluation code):
+
+* ``path`` is an absolute path string to an image file.
+* ``camid`` is **0-based** (Market ``c1`` -> 0).
+* ``train`` pids are relabelled to ``0..N-1`` in ascending order of the original id.
+* ``query`` / ``gallery`` keep the original ids; junk images (id ``-1``) are dropped at load
+  time (equivalent to the per-query junk rule of the Market-1501 protocol); distractors
+  (id ``0``) are kept in the gallery as negatives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ImageItem = tuple[str, int, int]  # (absolute image path, person id, 0-based camera id)
+
+
+class DatasetError(ValueError):
+    """Base class for dataset problems the user can fix (layout, file names, list files)."""
+
+
+class DatasetLayoutError(DatasetError, FileNotFoundError):
+    """The dataset root is missing or does not have the expected directory layout."""
+
+
+class MalformedNameError(DatasetError):
+    """An image file name (or list-file line) does not follow the dataset's naming scheme."""
+
+
+@dataclass
+class ReIDData:
+    """A re-ID dataset split into train / query / gallery.
+
+    Attributes:
+        name: registry name, e.g. ``"market1501"``.
+        root: the directory the split directories were read from.
+        train: ``(path, pid, camid)`` with pids relabelled ``0..num_train_pids-1``.
+        query: ``(path, pid, camid)`` with original pids.
+        gallery: ``(path, pid, camid)`` with original pids; id 0 = distractor.
+        extras: loader-specific metadata (e.g. the original train pid of each label).
+    """
+
+    name: str
+    root: Path
+    train: list[ImageItem]
+    query: list[ImageItem]
+    gallery: list[ImageItem]
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def num_train_pids(self) -> int:
+        return len({pid for _, pid, _ in self.train})
+
+    @property
+    def num_train_cams(self) -> int:
+        return len({cam for _, _, cam in self.train})
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Counts per split: images, identities, cameras."""
+        out = {}
+        for split in ("train", "query", "gallery"):
+            items = getattr(self, split)
+            out[split] = {
+                "images": len(items),
+                "ids": len({p for _, p, _ in items}),
+                "cameras": len({c for _, _, c in items}),
+            }
+        return out
+
+
+def relabel_train(items: Sequence[ImageItem]) -> tuple[list[ImageItem], dict[int, int]]:
+    """Map train pids to ``0..N-1`` in ascending order of the original pid.
+
+    Returns the relabelled items and the ``{original_pid: label}`` mapping.
+    """
+    mapping = {pid: label for label, pid in enumerate(sorted({p for _, p, _ in items}))}
+    return [(path, mapping[pid], cam) for path, pid, cam in items], mapping
+
+
+def layout_error(name: str, root: Path, expected: str, problem: str) -> DatasetLayoutError:
+    """Build a :class:`DatasetLayoutError` whose message shows the expected layout."""
+    return DatasetLayoutError(
+        f"{name}: {problem}\n  dataset root given: {root}\n  expected layout:\n{expected.rstrip()}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------
+
+DatasetLoader = Callable[[Path], ReIDData]
+_REGISTRY: dict[str, DatasetLoader] = {}
+
+
+def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Decorator: register ``fn(root: Path) -> ReIDData`` under ``name``."""
+
+    def deco(fn: DatasetLoader) -> DatasetLoader:
+        if name in _REGISTRY:
+            raise KeyError(f"dataset {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def available_datasets() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_dataset(name: str, root: str | Path) -> ReIDData:
+    """Load dataset ``name`` from ``root``.
+
+    Args:
+        name: one of :func:`available_datasets` (e.g. ``"market1501"``, ``"synthetic"``).
+        root: directory holding the dataset (see each loader's docstring for accepted layouts).
+
+    Raises:
+        KeyError: unknown ``name`` (the message lists the valid names).
+        DatasetLayoutError: ``root`` is missing or laid out differently (the message shows
+            the expected layout).
+        MalformedNameError: a file name does not follow the dataset's scheme (names the file).
+    """
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown dataset {name!r}; valid names: {', '.join(available_datasets())}")
+    return _REGISTRY[name](Path(root).expanduser())

@@ -1,0 +1,1 @@
+"""Results layer: run records, published tables, comparison reports."""

@@ -1,0 +1,78 @@
+"""Run records: one JSON file per finished run, written atomically under ``<out>/runs/``.
+
+A record carries everything needed to trust or redo the number: the resolved config and its
+hash, the seed, package versions and git commit, device, wall time, peak memory, the dataset
+summary, the per-epoch history (with the evaluations done during training) and the final
+metrics (percent).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+
+import reid_core
+from reid_core.utils.io import atomic_write_json
+
+RECORD_FORMAT = 1
+
+
+def record_path(out_dir: Path, run_id: str) -> Path:
+    return Path(out_dir) / "runs" / f"{run_id}.json"
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    with open(path) as f:
+        return json.load(f)
+
+
+def find_record(out_dir: Path, run_id: str) -> dict[str, Any] | None:
+    path = record_path(out_dir, run_id)
+    return read_record(path) if path.is_file() else None
+
+
+def write_record(out_dir: Path, record: dict[str, Any]) -> Path:
+    path = record_path(out_dir, record["run_id"])
+    atomic_write_json(path, record)
+    return path
+
+
+def software_versions() -> dict[str, str | None]:
+    return {
+        "python": platform.python_version(),
+        "reid_core": reid_core.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "git_commit": _git_commit(),
+        "platform": platform.platform(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        root = Path(reid_core.__file__).resolve().parents[1]
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=5).stdout
+        return sha + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.executable).name, *sys.argv])

@@ -1,0 +1,81 @@
+"""Everything device-specific in one place: which device, AMP, channels_last, peak memory.
+
+CPU runs are plain fp32 and deterministic. CUDA runs use automatic mixed precision (bf16 if the
+GPU supports it, else fp16 with a gradient scaler) and the channels_last memory format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import sys
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    device: torch.device
+    amp: bool
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        # bf16 needs no loss scaling; a disabled scaler is a no-op pass-through.
+        enabled = self.amp and self.amp_dtype == torch.float16
+        return torch.amp.GradScaler(self.device.type, enabled=enabled)
+
+    def describe(self) -> dict[str, object]:
+        out: dict[str, object] = {"type": self.device.type, "amp": self.amp,
+                                  "amp_dtype": str(self.amp_dtype) if self.amp else None,
+                                  "channels_last": self.channels_last,
+                                  "torch_threads": torch.get_num_threads()}
+        if self.is_cuda:
+            out["name"] = torch.cuda.get_device_name(self.device)
+        return out
+
+
+def resolve_device(name: str = "auto") -> DeviceSettings:
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was requested but torch sees no CUDA device")
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return DeviceSettings(device, amp=True, amp_dtype=dtype, channels_last=True)
+    if device.type != "cpu":
+        raise ValueError(f"unsupported device {name!r}; use cpu, cuda, cuda:N or auto")
+    return DeviceSettings(device, amp=False, amp_dtype=None, channels_last=False)
+
+
+def reset_peak_memory(settings: DeviceSettings) -> None:
+    if settings.is_cuda:
+        torch.cuda.reset_peak_memory_stats(settings.device)
+
+
+def peak_memory_mb(settings: DeviceSettings) -> dict[str, float]:
+    """Peak memory so far, in MiB.
+
+    ``host_rss_peak_mb`` is the process's peak resident set size (``getrusage``; it covers
+    everything the process held, including the Python interpreter and the dataset).
+    ``cuda_allocated_peak_mb`` is torch's CUDA allocator peak since the last reset.
+    """
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_mb = rss_kb / 1024 if sys.platform != "darwin" else rss_kb / 2**20  # macOS: bytes
+    out = {"host_rss_peak_mb": round(rss_mb, 1)}
+    if settings.is_cuda:
+        out["cuda_allocated_peak_mb"] = round(
+            torch.cuda.max_memory_allocated(settings.device) / 2**20, 1)
+    return out

@@ -1,0 +1,172 @@
+"""End to end at tiny scale: determinism, exact resume, NaN stop, records, skip/force, CLI errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from reid_core.cli import main as cli_main
+from reid_core.config import config_from_dict
+from reid_core.engine.checkpoint import read_checkpoint
+from reid_core.engine.trainer import NonFiniteLossError
+from reid_core.experiment import RunStateError, run_experiment
+from reid_core.losses import ReIDLoss
+from reid_core.models import WeightMismatchError
+
+TINY = {
+    "name": "tiny",
+    "seed": 3,
+    "data": {"dataset": "synthetic-tiny", "height": 64, "width": 32, "batch_size": 16,
+             "num_instances": 4},
+    "model": {"backbone": "resnet18"},
+    "optim": {"epochs": 3, "warmup_epochs": 1, "milestones": [2]},
+    "eval": {"every": 2, "ranks": [1, 5]},
+}
+
+
+def tiny_cfg(**over):
+    raw = json.loads(json.dumps(TINY))
+    for k, v in over.items():
+        section, _, key = k.partition(".")
+        if key:
+            raw[section][key] = v
+        else:
+            raw[section] = v
+    return config_from_dict(raw)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, synthetic_cache, monkeypatch):
+    cfg = tiny_cfg()
+    full = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path / "a", device="cpu")
+
+    # Same config, killed during epoch 3 (after the epoch-2 checkpoint was written).
+    import reid_core.engine.trainer as trainer
+
+    original = trainer._train_one_epoch
+
+    def dying(*args, **kwargs):
+        if args[7] == 2:  # epoch index
+            raise Interrupt()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_train_one_epoch", dying)
+    with pytest.raises(Interrupt):
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path / "b", device="cpu")
+    ckpt = tmp_path / "b" / "checkpoints" / cfg.run_id / "last.pt"
+    assert read_checkpoint(ckpt)["epoch"] == 2
+    assert not (tmp_path / "b" / "runs" / f"{cfg.run_id}.json").exists()
+
+    # Without --resume the unfinished run is not silently restarted.
+    monkeypatch.setattr(trainer, "_train_one_epoch", original)
+    with pytest.raises(RunStateError, match="--resume"):
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path / "b", device="cpu")
+
+    # Disturb the global RNGs: resume must restore them, not rely on them.
+    torch.manual_seed(12345)
+    resumed = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path / "b", device="cpu",
+                             resume=True)
+    assert resumed["resumed_from_epoch"] == 2
+    assert resumed["final"] == full["final"]
+    strip = lambda h: [{k: v for k, v in e.items() if k not in ("time_s", "images_per_s")} for e in h]
+    assert strip(resumed["history"]) == strip(full["history"])
+    a = torch.load(tmp_path / "a" / "checkpoints" / cfg.run_id / "last.pt", weights_only=True)
+    b = torch.load(ckpt, weights_only=True)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_record_contents_skip_and_force(tmp_path, synthetic_cache):
+    cfg = tiny_cfg(**{"optim.epochs": 1})
+    rec = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+    path = tmp_path / "runs" / f"{cfg.run_id}.json"
+    on_disk = json.loads(path.read_text())
+    assert on_disk == json.loads(json.dumps(rec))
+    for key in ("config", "config_hash", "seed", "versions", "device", "wall_time_s",
+                "peak_memory", "history", "final", "dataset"):
+        assert key in on_disk, key
+    assert on_disk["config_hash"] == cfg.config_hash() and on_disk["seed"] == 3
+    assert on_disk["versions"]["torch"] == torch.__version__
+    assert on_disk["peak_memory"]["host_rss_peak_mb"] > 0
+    for feat in ("after_bn", "before_bn"):
+        vals = on_disk["final"][feat]
+        assert set(vals) == {"R1", "R5", "mAP"}
+        assert 0 <= vals["R1"] <= vals["R5"] <= 100 and 0 <= vals["mAP"] <= 100
+    mtime = path.stat().st_mtime_ns
+    again = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+    assert again == on_disk and path.stat().st_mtime_ns == mtime  # skipped
+    forced = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu", force=True)
+    assert forced["final"] == on_disk["final"]  # deterministic on CPU
+    assert path.stat().st_mtime_ns != mtime
+
+
+def test_different_seed_changes_training(tmp_path, synthetic_cache):
+    a = run_experiment(tiny_cfg(**{"optim.epochs": 1}), data_root=synthetic_cache,
+                       out=tmp_path, device="cpu")
+    b = run_experiment(tiny_cfg(**{"optim.epochs": 1, "seed": 4}), data_root=synthetic_cache,
+                       out=tmp_path, device="cpu")
+    assert a["history"][0]["loss"] != b["history"][0]["loss"]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, synthetic_cache, monkeypatch):
+    cfg = tiny_cfg()
+    calls = {"n": 0}
+    original = ReIDLoss.__call__
+
+    def poisoned(self, out, pids):
+        calls["n"] += 1
+        total, parts = original(self, out, pids)
+        return (total * float("nan"), parts) if calls["n"] > 3 else (total, parts)
+
+    # The tiny train set gives 2+ iterations per epoch: the NaN arrives in epoch 2.
+    monkeypatch.setattr(ReIDLoss, "__call__", poisoned)
+    ckpt = tmp_path / "checkpoints" / cfg.run_id / "last.pt"
+    with pytest.raises(NonFiniteLossError) as e:
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+    assert "nan" in str(e.value) and str(ckpt) in str(e.value)
+    good = read_checkpoint(ckpt)
+    assert 1 <= good["epoch"] < 3
+    assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "runs" / f"{cfg.run_id}.json").exists()
+
+
+def test_resume_refuses_checkpoint_of_other_config(tmp_path, synthetic_cache):
+    cfg = tiny_cfg(**{"optim.epochs": 1})
+    run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+    other = tiny_cfg(**{"optim.epochs": 1, "optim.lr": 1e-3})
+    target = tmp_path / "checkpoints" / other.run_id / "last.pt"
+    target.parent.mkdir(parents=True)
+    (tmp_path / "checkpoints" / cfg.run_id / "last.pt").rename(target)
+    with pytest.raises(WeightMismatchError, match="refusing to resume"):
+        run_experiment(other, data_root=synthetic_cache, out=tmp_path, device="cpu", resume=True)
+
+
+def test_cli_train_and_errors(tmp_path, synthetic_cache, capsys):
+    cfg_path = tmp_path / "tiny.yaml"
+    raw = json.loads(json.dumps(TINY))
+    raw["optim"]["epochs"] = 1
+    import yaml
+
+    cfg_path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    assert cli_main(["train", "--config", str(cfg_path), "--data-root", str(synthetic_cache),
+                     "--out", str(out), "--device", "cpu"]) == 0
+    assert len(list((out / "runs").glob("tiny-seed3-*.json"))) == 1
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\noptim:\n  lrr: 0.1\n")
+    assert cli_main(["train", "--config", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().out
+    assert "lrr" in err and "valid keys" in err and str(bad) in err
+
+    assert cli_main(["train", "--config", str(cfg_path), "--out", str(out),
+                     "--set", "data.dataset=market1501", "--data-root",
+                     str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().out
+    assert "expected layout" in err and "bounding_box_train" in err

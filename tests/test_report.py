@@ -1,0 +1,364 @@
+"""The published-vs-reproduced report (reid_core.results.report) and ``python -m reid_core report``.
+
+Hand-made run records for ``rga_table1`` (published: paper_tables/rga_table1.yaml) exercise every
+path: a baseline with 2 seeds, a row with 3 seeds whose gain has the published sign, a row whose
+gain has the opposite sign, a row whose gain is within its standard error (inconclusive), a
+single-seed row, rows not run, a row run on a dataset whose baseline was not run, records on a
+real dataset (Δ filled) and on the synthetic one (Δ NA). Expected numbers are computed by hand in
+the comments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from reid_core.cli import main as cli_main
+from reid_core.results.report import (
+    COMPARISON_COLUMNS,
+    DATASET_TO_COLUMN,
+    build_comparison,
+    load_records,
+    render_report,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CUHK = "cuhk03np-labeled"
+
+
+def record(config: str, seed: int, dataset: str, *, day: int = 1, **metrics: float) -> dict[str, Any]:
+    """A minimal run record: only the fields the report reads."""
+    return {
+        "run_id": f"{config}-seed{seed}-{dataset}",
+        "config_name": config,
+        "config_hash": "abc123",
+        "seed": seed,
+        "dataset": {"name": dataset},
+        "device": {"type": "cuda", "name": "NVIDIA A100", "amp": True, "amp_dtype": "torch.bfloat16"},
+        "versions": {"git_commit": "0123456789abcdef0123"},
+        "finished_at": f"2025-01-0{day}T10:00:00+00:00",
+        "wall_time_s": 1800.0,
+        "peak_memory": {"host_rss_peak_mb": 2048.0, "cuda_allocated_peak_mb": 8192.0},
+        "pretrained": None,
+        "final": {"after_bn": dict(metrics), "before_bn": {k: 0.0 for k in metrics}},
+        "primary_feature": "after_bn",
+    }
+
+
+def real_records() -> list[dict[str, Any]]:
+    """Records on real datasets (CUHK03-NP labeled, one Market run) plus two to be ignored."""
+    return [
+        # baseline ResNet-50, 2 seeds: R1 mean 74.5 (std 0.7071), mAP mean 69.5
+        record("rga_baseline", 0, CUHK, day=1, R1=74.0, mAP=69.0),
+        record("rga_baseline", 1, CUHK, day=1, R1=75.0, mAP=70.0),
+        # RGA-S, 3 seeds: R1 mean 78 (std 1), gain +3.5 vs published +5.5 -> holds
+        record("rga_s", 0, CUHK, day=2, R1=77.0, mAP=72.0),
+        record("rga_s", 1, CUHK, day=2, R1=78.0, mAP=73.0),
+        record("rga_s", 2, CUHK, day=2, R1=79.0, mAP=74.0),
+        # RGA-S w/o Rel., 2 seeds: R1 mean 73.0, gain -1.5 vs published +3.0 -> does not hold
+        record("rga_s_wo_rel", 0, CUHK, day=2, R1=72.5, mAP=68.0),
+        record("rga_s_wo_rel", 1, CUHK, day=2, R1=73.5, mAP=68.4),
+        # RGA-C, 2 seeds, no mAP in the record: R1 gain +0.2 <= se 0.583 -> inconclusive
+        record("rga_c", 0, CUHK, day=3, R1=74.4),
+        record("rga_c", 1, CUHK, day=3, R1=75.0),
+        # RGA-SC, 1 seed on CUHK03 (sign-only verdict) and 1 on Market (baseline not run there)
+        record("rga_sc", 0, CUHK, day=3, R1=80.0, mAP=75.0),
+        record("rga_sc", 0, "market1501", day=3, R1=95.0, mAP=87.0),
+        # ignored: another table's config (silently), an unmapped dataset (listed)
+        record("csa_pcb", 0, "market1501", R1=90.0, mAP=80.0),
+        record("rga_s", 3, "msmt17v2", R1=70.0, mAP=40.0),
+    ]
+
+
+def synthetic_records() -> list[dict[str, Any]]:
+    """Smoke runs: baseline R1 mean 31 (std 1.414), RGA-S mean 34 -> gain +3.0 (se 1.414)."""
+    return [
+        record("rga_baseline", 0, "synthetic", R1=30.0, mAP=20.0),
+        record("rga_baseline", 1, "synthetic", R1=32.0, mAP=22.0),
+        record("rga_s", 0, "synthetic", R1=35.0, mAP=21.0),
+        record("rga_s", 1, "synthetic", R1=33.0, mAP=21.0),
+    ]
+
+
+def cell(frame: pd.DataFrame, row: str, dataset: str, metric: str) -> pd.Series:
+    """The frame line of (row, dataset, metric)."""
+    hit = frame[(frame["row"] == row) & (frame["dataset"] == dataset) & (frame["metric"] == metric)]
+    assert len(hit) == 1, (row, dataset, metric)
+    return hit.iloc[0]
+
+
+def write_runs(directory: Path, records: list[dict[str, Any]]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for rec in records:
+        (directory / f"{rec['run_id']}.json").write_text(json.dumps(rec))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def real_frame() -> pd.DataFrame:
+    return build_comparison("rga_table1", real_records())
+
+
+@pytest.fixture(scope="module")
+def real_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render_report("rga_table1", real_records(), tmp_path_factory.mktemp("reports"))
+
+
+# --------------------------------------------------------------------------- frame
+
+
+def test_frame_shape_and_order(real_frame: pd.DataFrame) -> None:
+    assert list(real_frame.columns) == COMPARISON_COLUMNS
+    assert len(real_frame) == 10 * 4  # one line per (row, published column)
+    assert list(real_frame["row"].iloc[:4]) == ["ResNet-50"] * 4
+    assert real_frame.attrs["profile"] == "paper"
+    assert real_frame["comparable"].all()
+
+
+def test_baseline_two_seeds(real_frame: pd.DataFrame) -> None:
+    base = cell(real_frame, "ResNet-50", "cuhk03-labeled", "R1")
+    assert base["published"] == 73.8 and base["flag"] == "clean"
+    assert base["reproduced"] == pytest.approx(74.5)
+    assert base["std"] == pytest.approx(math.sqrt(0.5))
+    assert base["n"] == 2
+    assert base["delta"] == pytest.approx(0.7)
+    assert base["verdict"] == "baseline"
+    assert math.isnan(base["published_gain"]) and pd.isna(base["claim_holds"])
+
+
+def test_gain_with_published_sign_holds(real_frame: pd.DataFrame) -> None:
+    line = cell(real_frame, "RGA-S", "cuhk03-labeled", "R1")
+    assert (line["reproduced"], line["n"]) == (pytest.approx(78.0), 3)
+    assert line["std"] == pytest.approx(1.0)
+    assert line["delta"] == pytest.approx(78.0 - 79.3)
+    assert line["published_gain"] == pytest.approx(79.3 - 73.8)
+    assert line["reproduced_gain"] == pytest.approx(3.5)
+    assert line["gain_se"] == pytest.approx(math.sqrt(1 / 3 + 0.5 / 2))
+    assert line["claim_holds"] is True or line["claim_holds"] == True  # noqa: E712
+    assert line["verdict"] == "holds"
+    m = cell(real_frame, "RGA-S", "cuhk03-labeled", "mAP")
+    assert (m["reproduced_gain"], m["published_gain"]) == (pytest.approx(3.5), pytest.approx(5.7))
+    assert m["verdict"] == "holds"
+
+
+def test_gain_with_opposite_sign_does_not_hold(real_frame: pd.DataFrame) -> None:
+    line = cell(real_frame, "RGA-S w/o Rel.", "cuhk03-labeled", "R1")
+    assert line["reproduced"] == pytest.approx(73.0)
+    assert line["published_gain"] == pytest.approx(3.0)
+    assert line["reproduced_gain"] == pytest.approx(-1.5)
+    assert line["gain_se"] == pytest.approx(math.sqrt(0.5))
+    assert line["claim_holds"] == False  # noqa: E712
+    assert line["verdict"] == "does not hold"
+    m = cell(real_frame, "RGA-S w/o Rel.", "cuhk03-labeled", "mAP")
+    assert m["std"] == pytest.approx(math.sqrt(0.08))
+    assert m["reproduced_gain"] == pytest.approx(68.2 - 69.5)
+    assert m["verdict"] == "does not hold"
+
+
+def test_gain_within_standard_error_is_inconclusive(real_frame: pd.DataFrame) -> None:
+    line = cell(real_frame, "RGA-C", "cuhk03-labeled", "R1")
+    assert line["reproduced_gain"] == pytest.approx(0.2)
+    assert line["gain_se"] == pytest.approx(math.sqrt(0.18 / 2 + 0.5 / 2))
+    assert line["claim_holds"] == True  # noqa: E712  (sign agrees ...)
+    assert line["verdict"] == "inconclusive"  # (... but within the noise)
+    # the RGA-C records carry no mAP: not run, never 0
+    m = cell(real_frame, "RGA-C", "cuhk03-labeled", "mAP")
+    assert m["n"] == 0 and math.isnan(m["reproduced"]) and m["verdict"] == "not run"
+
+
+def test_single_seed_and_missing_baseline(real_frame: pd.DataFrame) -> None:
+    line = cell(real_frame, "RGA-SC", "cuhk03-labeled", "R1")
+    assert line["n"] == 1 and math.isnan(line["std"]) and math.isnan(line["gain_se"])
+    assert line["reproduced_gain"] == pytest.approx(5.5)
+    assert line["verdict"] == "holds"
+    market = cell(real_frame, "RGA-SC", "market1501", "R1")
+    assert market["reproduced"] == pytest.approx(95.0)
+    assert market["delta"] == pytest.approx(95.0 - 96.1)
+    assert market["verdict"] == "no baseline run" and pd.isna(market["claim_holds"])
+
+
+def test_rows_not_run_are_nan_not_zero(real_frame: pd.DataFrame) -> None:
+    lines = real_frame[real_frame["row"] == "RGA-S w/o Ori."]
+    assert (lines["n"] == 0).all()
+    assert lines["reproduced"].isna().all() and lines["delta"].isna().all()
+    assert lines["reproduced_gain"].isna().all() and lines["claim_holds"].isna().all()
+    assert (lines["verdict"] == "not run").all()
+    # the unmapped msmt17v2 record and the other table's config did not leak in
+    assert cell(real_frame, "RGA-S", "cuhk03-labeled", "R1")["n"] == 3
+
+
+def test_synthetic_records_fill_compare_to_without_delta() -> None:
+    frame = build_comparison("rga_table1", synthetic_records())
+    assert frame.attrs["profile"] == "smoke" and frame.attrs["compare_to"] == "cuhk03-labeled"
+    line = cell(frame, "RGA-S", "cuhk03-labeled", "R1")
+    assert line["reproduced"] == pytest.approx(34.0) and line["n"] == 2
+    assert math.isnan(line["delta"]) and not line["comparable"]
+    assert line["reproduced_gain"] == pytest.approx(3.0)
+    assert line["gain_se"] == pytest.approx(math.sqrt(2.0))
+    assert line["verdict"] == "holds"
+    assert frame["delta"].isna().all()
+    assert (cell(frame, "RGA-S", "market1501", "R1")["n"]) == 0
+
+    other = build_comparison("rga_table1", synthetic_records(), compare_to="market1501")
+    assert cell(other, "RGA-S", "market1501", "R1")["n"] == 2
+    assert cell(other, "RGA-S", "cuhk03-labeled", "R1")["n"] == 0
+
+
+def test_profiles_never_mix() -> None:
+    mixed = real_records() + synthetic_records()
+    paper = build_comparison("rga_table1", mixed)  # inferred: real records win
+    assert paper.attrs["profile"] == "paper"
+    assert cell(paper, "ResNet-50", "cuhk03-labeled", "R1")["reproduced"] == pytest.approx(74.5)
+    smoke = build_comparison("rga_table1", mixed, profile="smoke")
+    assert cell(smoke, "ResNet-50", "cuhk03-labeled", "R1")["reproduced"] == pytest.approx(31.0)
+    only_cuhk = build_comparison("rga_table1", mixed, dataset="cuhk03-labeled")
+    assert cell(only_cuhk, "RGA-SC", "market1501", "R1")["n"] == 0
+
+
+def test_bad_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="valid ids"):
+        build_comparison("rga_table99", [])
+    with pytest.raises(ValueError, match="cuhk03-labeled, market1501"):
+        build_comparison("rga_table1", synthetic_records(), compare_to="msmt17")
+    with pytest.raises(ValueError, match="profile"):
+        build_comparison("rga_table1", [], profile="huge")
+
+
+def test_dataset_mapping_covers_the_real_loaders() -> None:
+    assert DATASET_TO_COLUMN["cuhk03np-labeled"] == "cuhk03-labeled"
+    assert DATASET_TO_COLUMN["cuhk03np-detected"] == "cuhk03-detected"
+    assert "msmt17-trainval" not in DATASET_TO_COLUMN
+
+
+def test_data_table_params_hook() -> None:
+    rec = record("rga_baseline", 0, CUHK)
+    rec["measurements"] = {"params": 25_557_032}
+    frame = build_comparison("rga_table3", [rec])
+    base = cell(frame, "Baseline", "n/a", "params")
+    assert base["reproduced"] == pytest.approx(25.557032)
+    assert base["delta"] == pytest.approx(25.557032 - 25.1)
+    assert base["verdict"] == "measured"
+    assert cell(frame, "RGA-S", "n/a", "params")["verdict"] == "not run"
+    assert cell(frame, "CBAM-S", "n/a", "params")["verdict"] == "reference only"
+
+
+# --------------------------------------------------------------------------- records on disk
+
+
+def test_load_records_skips_non_records_with_a_warning(tmp_path: Path) -> None:
+    runs = write_runs(tmp_path / "runs", real_records()[:2])
+    (runs / "notes.json").write_text(json.dumps([1, 2]))
+    (runs / "broken.json").write_text("{not json")
+    with pytest.warns(UserWarning) as caught:
+        records = load_records(runs)
+    assert len(records) == 2
+    messages = " ".join(str(w.message) for w in caught)
+    assert "notes.json" in messages and "broken.json" in messages
+    with pytest.raises(FileNotFoundError):
+        load_records(tmp_path / "nowhere")
+
+
+# --------------------------------------------------------------------------- rendered report
+
+
+def table_line(text: str, row: str) -> list[str]:
+    """The cells of the paper-layout table line of ``row``."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) > 2 and cells[1] == row:
+            return cells
+    raise AssertionError(f"no table line for {row!r}")
+
+
+def test_markdown_header_facts(real_report: Path) -> None:
+    text = real_report.read_text()
+    assert real_report.name == "rga_table1.md"
+    assert "# RGA Table 1: published vs reproduced" in text
+    assert "Relation-Aware Global Attention" in text and "Performance (%) comparisons" in text
+    assert "real datasets at paper scale" in text
+    assert "`cuhk03np-labeled` → `cuhk03-labeled` columns" in text
+    assert "`market1501` → `market1501` columns" in text
+    assert "cuda NVIDIA A100 (AMP torch.bfloat16) (11 runs)" in text
+    assert "`0123456789ab` (11 runs)" in text
+    assert "2025-01-01T10:00:00+00:00 … 2025-01-03T10:00:00+00:00" in text
+    assert "**Seeds:** 0, 1, 2" in text
+    assert "random initialisation" in text and "`pretrained: null`" in text
+    assert "we do not implement re-ranking" in text  # the table's protocol notes
+    assert "Smoke scale" not in text
+
+
+def test_markdown_table_cells(real_report: Path) -> None:
+    text = real_report.read_text()
+    rga_s = table_line(text, "RGA-S")
+    assert rga_s[2:5] == ["79.3", "78.00 ± 1.00 (n=3)", "-1.30"]
+    assert rga_s[-1] == "claim holds (2/2)"
+    not_run = table_line(text, "RGA-S w/o Ori.")
+    # published values stay; every reproduced cell says "not run", Δ is empty, nothing is 0
+    assert not_run[3::3] == ["not run"] * 4 and not_run[4::3] == [""] * 4
+    assert not any(c.startswith("0.0") or c == "0" for c in not_run)
+    assert not_run[-1] == "not run"
+    assert table_line(text, "ResNet-50")[-1] == "baseline"
+    assert table_line(text, "RGA-S w/o Rel.")[-1] == "does not hold (0/2)"
+    assert table_line(text, "RGA-C")[-1] == "inconclusive (1/1)"
+    assert table_line(text, "RGA-SC")[-1] == "claim holds (2/2)"
+
+
+def test_markdown_summary_counts(real_report: Path) -> None:
+    text = real_report.read_text()
+    assert "**Claims checked:** 7" in text
+    assert "4 hold, 2 do not hold, 1 inconclusive" in text
+    assert "2 of these rest on a single seed" in text
+    assert ("**Rows not run** (5): RGA-S w/o Ori., RGA-C w/o Rel., RGA-C w/o Ori., RGA-S//C, "
+            "RGA-CS") in text
+    assert "`rga_s-seed3-msmt17v2`: dataset 'msmt17v2' has no published counterpart" in text
+    assert "csa_pcb" not in text
+
+
+def test_pngs_exist_and_are_valid(real_report: Path) -> None:
+    import matplotlib.image as mpimg
+
+    text = real_report.read_text()
+    for name in ("rga_table1_values.png", "rga_table1_gains.png"):
+        path = real_report.parent / name
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        height, width = mpimg.imread(path).shape[:2]
+        assert height > 100 and width > 100
+        assert f"]({name})" in text  # embedded with a relative link
+    assert not list(real_report.parent.glob("*.tmp"))
+
+
+def test_smoke_report_says_values_are_not_comparable(tmp_path: Path) -> None:
+    path = render_report("rga_table1", synthetic_records(), tmp_path)
+    text = path.read_text()
+    assert "Smoke scale: absolute values are NOT comparable" in text
+    assert "synthetic smoke (`synthetic`" in text
+    assert " Δ" not in text.split("## Gains")[0].split("## Table")[1]  # no Δ columns
+    rga_s = table_line(text, "RGA-S")
+    assert rga_s[2:4] == ["79.3", "34.00 ± 1.41 (n=2)"]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = write_runs(tmp_path / "runs", real_records())
+    out = tmp_path / "reports"
+    code = cli_main(["report", "rga_table1", "--runs", str(runs), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert (out / "rga_table1.md").is_file() and (out / "rga_table1_values.png").is_file()
+    assert "report written to" in printed and "RGA-S" in printed and "not run" in printed
+
+
+def test_cli_unknown_table_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = write_runs(tmp_path / "runs", [])
+    code = cli_main(["report", "rga_table99", "--runs", str(runs), "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert code == 2
+    assert "unknown paper table 'rga_table99'" in printed and "rga_table1" in printed
+    assert not list(tmp_path.glob("*.md"))
