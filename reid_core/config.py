@@ -44,12 +44,24 @@ class DataConfig:
 
 
 @dataclass
+class AttentionConfig:
+    """Attention modules inserted after ResNet stages (``reid_core.models.attention``)."""
+
+    name: str  #: registry name, see ``reid_core.models.attention.available_attention()``
+    stages: list[Literal["layer1", "layer2", "layer3", "layer4"]] = field(
+        default_factory=lambda: ["layer1", "layer2", "layer3", "layer4"])
+    #: Keyword options of the module builder (validated by the builder itself).
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ModelConfig:
     name: str = "bnneck"  #: head/architecture in ``reid_core.models.MODELS``
     backbone: str = "resnet50"  #: in ``reid_core.models.BACKBONES``
     last_stride: int = 1
     #: ``None`` = random init; ``"imagenet"`` = torchvision's weights API; else a local file.
     pretrained: str | None = None
+    attention: AttentionConfig | None = None  #: ``None`` = the plain baseline
 
 
 @dataclass
@@ -140,6 +152,10 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where}: expected a mapping with string keys, got {value!r}")
+        return {k: _check_value(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")

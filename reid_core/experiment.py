@@ -98,7 +98,7 @@ def run_experiment(
     if cfg.model.pretrained is None:
         console.print("[yellow]note[/]: backbone starts from random init (model.pretrained: null)")
 
-    model = build_model(cfg.model, data.num_train_pids)
+    model = build_model(cfg.model, data.num_train_pids, (cfg.data.height, cfg.data.width))
     evaluator = RetrievalEvaluator(data.query, data.gallery, cfg.data, cfg.eval, settings)
     started, t0 = utc_now(), time.perf_counter()
     resumed_from = _checkpoint_epoch(paths.checkpoint) if resume else None

@@ -124,22 +124,23 @@ def _train_one_epoch(model, loader, optimizer, scaler, criterion, device, progre
         with device.autocast():
             out = model(imgs)
             loss, parts = criterion(out, pids)
-        if not math.isfinite(float(loss)):
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
             last = (f"the last good checkpoint is {checkpoint} (after epoch {epoch})"
                     if checkpoint.is_file() else "no checkpoint was written yet")
             raise NonFiniteLossError(
-                f"loss is {float(loss)} at epoch {epoch + 1}, iteration {it + 1} "
+                f"loss is {loss_value} at epoch {epoch + 1}, iteration {it + 1} "
                 f"(parts: {parts}); stopping. {last}.")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        for k, v in {"loss": float(loss), **parts}.items():
+        for k, v in {"loss": loss_value, **parts}.items():
             sums[k] = sums.get(k, 0.0) + v
         if out.logits is not None:
             correct += int((out.logits.argmax(1) == pids).sum())
         seen += len(pids)
-        progress.update(task, advance=1, status=f"loss {float(loss):.3f}")
+        progress.update(task, advance=1, status=f"loss {loss_value:.3f}")
     n = max(len(loader), 1)
     elapsed = time.perf_counter() - t0
     return {"epoch": epoch + 1, **{k: v / n for k, v in sums.items()},

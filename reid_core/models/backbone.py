@@ -14,6 +14,7 @@ from torch import nn
 from torchvision import models as tvm
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from reid_core.config import AttentionConfig
 from reid_core.models.weights import load_state_strict, read_state_file
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -43,6 +44,19 @@ class ResNetBackbone(nn.Module):
         self.stage_channels = {s: c * expansion for s, c in zip(STAGES, (64, 128, 256, 512))}
         self.out_channels = self.stage_channels["layer4"]
         self.stage_hooks = nn.ModuleDict()
+
+    @torch.no_grad()
+    def stage_shapes(self, input_size: tuple[int, int]) -> dict[str, tuple[int, int, int]]:
+        """(C, H, W) of every stage output for an input of (height, width), by a dry run."""
+        was_training = self.training
+        self.eval()
+        x = self.maxpool(self.relu(self.bn1(self.conv1(torch.zeros(1, 3, *input_size)))))
+        shapes = {}
+        for name in STAGES:
+            x = getattr(self, name)(x)
+            shapes[name] = tuple(x.shape[1:])
+        self.train(was_training)
+        return shapes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -90,3 +104,18 @@ def build_backbone(name: str, last_stride: int = 1, pretrained: str | None = Non
             state, source = read_state_file(pretrained), str(pretrained)
         load_state_strict(net, state, source, drop_prefixes=("fc.",))
     return ResNetBackbone(net, last_stride)
+
+
+def insert_attention(backbone: ResNetBackbone, cfg: AttentionConfig,
+                     input_size: tuple[int, int]) -> None:
+    """Put one ``cfg.name`` module after each stage in ``cfg.stages`` (RGA: all four), each
+    built for that stage's output size at ``input_size`` = (height, width)."""
+    from reid_core.models.attention import build_attention
+
+    shapes = backbone.stage_shapes(input_size)
+    for stage in cfg.stages:
+        c, h, w = shapes[stage]
+        try:
+            backbone.stage_hooks[stage] = build_attention(cfg.name, c, h, w, **cfg.options)
+        except TypeError as e:
+            raise TypeError(f"model.attention.options for {cfg.name!r}: {e}") from None

@@ -30,11 +30,13 @@ def load_state_strict(
         module: the target.
         state: a state dict.
         source: where ``state`` came from (file name), for the error message.
-        drop_prefixes: key prefixes of ``state`` that are deliberately not loaded.
+        drop_prefixes: key prefixes deliberately not loaded (ignored in ``state`` and in
+            ``module``), e.g. ``("fc.",)`` for an ImageNet classifier the model replaces.
     """
     drop = tuple(drop_prefixes)
-    state = {k: v for k, v in state.items() if not (drop and k.startswith(drop))}
-    own = module.state_dict()
+    kept = lambda k: not (drop and k.startswith(drop))  # noqa: E731
+    state = {k: v for k, v in state.items() if kept(k)}
+    own = {k: v for k, v in module.state_dict().items() if kept(k)}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shape = sorted(
@@ -50,7 +52,9 @@ def load_state_strict(
                 shown = ", ".join(keys[:12]) + (f", ... (+{len(keys) - 12})" if len(keys) > 12 else "")
                 lines.append(f"  {title} ({len(keys)}): {shown}")
         raise WeightMismatchError("\n".join(lines))
-    module.load_state_dict(state, strict=True)
+    result = module.load_state_dict(state, strict=not drop)
+    # Every key was checked above; only the deliberately dropped ones may stay unloaded.
+    assert all(not kept(k) for k in result.missing_keys) and not result.unexpected_keys
 
 
 def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
