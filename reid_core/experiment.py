@@ -62,6 +62,7 @@ def run_experiment(
     resume: bool = False,
     force: bool = False,
     console: Console | None = None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate ``cfg``; write and return its run record.
 
@@ -72,6 +73,7 @@ def run_experiment(
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         resume: continue an interrupted run from its checkpoint.
         force: re-run even if a record exists (and discard an old checkpoint).
+        profile: the reproduce profile this run belongs to (``"smoke"``/``"paper"``), recorded.
     """
     console = console or Console()
     paths = RunPaths(Path(out), cfg.run_id)
@@ -124,6 +126,7 @@ def run_experiment(
         "peak_memory": peak_memory_mb(settings),
         "resumed_from_epoch": resumed_from,
         "pretrained": cfg.model.pretrained,
+        "profile": profile,
         "metrics_unit": "percent",
         "history": history,
         "final": final,

@@ -244,7 +244,7 @@ def test_data_table_params_hook() -> None:
     assert base["delta"] == pytest.approx(25.557032 - 25.1)
     assert base["verdict"] == "measured"
     assert cell(frame, "RGA-S", "n/a", "params")["verdict"] == "not run"
-    assert cell(frame, "CBAM-S", "n/a", "params")["verdict"] == "reference only"
+    assert cell(frame, "CBAM-S", "n/a", "params")["verdict"] == "not run"
 
 
 # --------------------------------------------------------------------------- records on disk

@@ -229,8 +229,13 @@ class Camera:
     noise: float
 
 
-def sample_cameras(seed: int, num_cameras: int) -> tuple[Camera, ...]:
-    """The ``num_cameras`` (<= 6) cameras of a dataset, all distinct in cast, style and view."""
+def sample_cameras(seed: int, num_cameras: int, strength: float = 1.0) -> tuple[Camera, ...]:
+    """The ``num_cameras`` (<= 6) cameras of a dataset, all distinct in cast, style and view.
+
+    ``strength`` scales how far each camera's photometry (colour cast, gamma, brightness,
+    saturation, haze) departs from a neutral camera: 0 = all cameras render colours alike,
+    1 = the full casts of :data:`CASTS`. It is the main difficulty knob of the dataset.
+    """
     rng = np.random.default_rng([seed, STREAM_CAMERA])
     casts = rng.permutation(len(CASTS))
     styles = rng.permutation(len(BACKGROUND_STYLES))
@@ -240,13 +245,14 @@ def sample_cameras(seed: int, num_cameras: int) -> tuple[Camera, ...]:
         gain = np.asarray(CASTS[casts[c % len(CASTS)]]) * crng.uniform(0.94, 1.06, 3)
         bg_idx = crng.choice(len(BACKGROUND), 4, replace=False)
         lo = float(crng.uniform(0.72, 0.86))
+        toward = lambda v: float(1 + strength * (v - 1))  # noqa: E731  (neutral = 1)
         cams.append(Camera(
             index=c,
-            gain=(float(gain[0]), float(gain[1]), float(gain[2])),
-            gamma=float(crng.uniform(0.7, 1.45)),
-            brightness=float(crng.uniform(0.65, 1.25)),
-            saturation=float(crng.uniform(0.55, 1.25)),
-            haze=float(crng.uniform(0.0, 0.25)),
+            gain=(toward(gain[0]), toward(gain[1]), toward(gain[2])),
+            gamma=toward(crng.uniform(0.7, 1.45)),
+            brightness=toward(crng.uniform(0.65, 1.25)),
+            saturation=toward(crng.uniform(0.55, 1.25)),
+            haze=float(strength * crng.uniform(0.0, 0.25)),
             haze_colour=_jitter(crng, (150, 150, 150), 25),
             bg_style=BACKGROUND_STYLES[styles[c % len(styles)]],
             bg_colours=tuple(_jitter(crng, BACKGROUND[i][1], 12) for i in bg_idx),

@@ -84,6 +84,8 @@ DATASET_TO_COLUMN: Final[dict[str, str]] = {
     "cuhk03np-labeled": "cuhk03-labeled",
     "cuhk03np-detected": "cuhk03-detected",
     "msmt17": "msmt17",
+    # Dataset-independent measurements (e.g. parameter counts, RGA Table 3).
+    "n/a": "n/a",
 }
 #: Record datasets whose name starts with this are synthetic smoke runs.
 SMOKE_PREFIX: Final[str] = "synthetic"
