@@ -31,15 +31,19 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CUHK = "cuhk03np-labeled"
 
 
-def record(config: str, seed: int, dataset: str, *, day: int = 1, **metrics: float) -> dict[str, Any]:
+def record(
+    config: str, seed: int, dataset: str, *, day: int = 1, **metrics: float
+) -> dict[str, Any]:
     """A minimal run record: only the fields the report reads."""
     return {
         "run_id": f"{config}-seed{seed}-{dataset}",
         "config_name": config,
         "config_hash": "abc123",
         "seed": seed,
+        "config": {"name": config, "seed": seed, "data": {"dataset": dataset}},
         "dataset": {"name": dataset},
-        "device": {"type": "cuda", "name": "NVIDIA A100", "amp": True, "amp_dtype": "torch.bfloat16"},
+        "device": {"type": "cuda", "name": "NVIDIA A100", "amp": True,
+                   "amp_dtype": "torch.bfloat16"},
         "versions": {"git_commit": "0123456789abcdef0123"},
         "finished_at": f"2025-01-0{day}T10:00:00+00:00",
         "wall_time_s": 1800.0,
@@ -305,7 +309,8 @@ def test_markdown_table_cells(real_report: Path) -> None:
     assert table_line(text, "ResNet-50")[-1] == "baseline"
     assert table_line(text, "RGA-S w/o Rel.")[-1] == "does not hold (0/2)"
     assert table_line(text, "RGA-C")[-1] == "inconclusive (1/1)"
-    assert table_line(text, "RGA-SC")[-1] == "claim holds (2/2)"
+    assert table_line(text, "RGA-SC")[-1] == (
+        "claim holds (2/2); 2 columns unchecked (no baseline run)")
 
 
 def test_markdown_summary_counts(real_report: Path) -> None:
@@ -317,6 +322,8 @@ def test_markdown_summary_counts(real_report: Path) -> None:
             "RGA-CS") in text
     assert "`rga_s-seed3-msmt17v2`: dataset 'msmt17v2' has no published counterpart" in text
     assert "csa_pcb" not in text
+    assert "- RGA-S (`rga_s`): cuhk03np-labeled: seeds 0, 1, 2 (3 records, recipe `" in text
+    assert "- RGA-SC (`rga_sc`): cuhk03np-labeled: seed 0 (1 record, recipe `" in text
 
 
 def test_pngs_exist_and_are_valid(real_report: Path) -> None:
@@ -355,10 +362,25 @@ def test_cli_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "report written to" in printed and "RGA-S" in printed and "not run" in printed
 
 
-def test_cli_unknown_table_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_unknown_table_fails_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs = write_runs(tmp_path / "runs", [])
     code = cli_main(["report", "rga_table99", "--runs", str(runs), "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert code == 2
     assert "unknown paper table 'rga_table99'" in printed and "rga_table1" in printed
     assert not list(tmp_path.glob("*.md"))
+
+
+def test_records_of_an_older_recipe_are_not_averaged_in() -> None:
+    """Same config name, config edited in between: only the newest recipe's seeds count."""
+    old = record("rga_s", 0, CUHK, day=1, R1=60.0, mAP=50.0)
+    old["config"] = {"seed": 0, "optim": {"lr": 1e-4}}
+    new = [record("rga_s", s, CUHK, day=2, R1=78.0 + s, mAP=73.0) for s in (0, 1)]
+    for s, r in enumerate(new):
+        r["config"] = {"seed": s, "optim": {"lr": 8e-4}}
+        r["run_id"] += "-new"
+    frame = build_comparison("rga_table1", [old, *new])
+    rga_s = cell(frame, "RGA-S", "cuhk03-labeled", "R1")
+    assert rga_s["n"] == 2 and rga_s["reproduced"] == pytest.approx(78.5)

@@ -28,6 +28,7 @@ from reid_core.data.base import (
 
 SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
 MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$", re.ASCII)
+MARKET_EXAMPLE = "0002_c1s1_000451_03.jpg"
 MARKET_LAYOUT = """\
     <root>/                      (or <root>/Market-1501-v15.09.15/, <root>/market1501/...)
       bounding_box_train/0002_c1s1_000451_03.jpg ...
@@ -96,7 +97,7 @@ def parse_dir(
         if m is None:
             raise MalformedNameError(
                 f"{dataset}: malformed image name {path} (expected a name like "
-                f"{example or _example(dataset)})"
+                f"{example or MARKET_EXAMPLE})"
             )
         pid, cam = int(m.group(1)), int(m.group(2))
         if not 1 <= cam <= num_cams:
@@ -107,10 +108,6 @@ def parse_dir(
             continue
         items.append((str(path.resolve()), pid, cam - 1))
     return items
-
-
-def _example(dataset: str) -> str:
-    return {"dukemtmcreid": "0001_c2_f0046182.jpg"}.get(dataset, "0002_c1s1_000451_03.jpg")
 
 
 def read_market_style(

@@ -47,10 +47,12 @@ quantity. No gains or claims are computed for data tables.
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import math
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Mapping, Sequence
@@ -270,6 +272,7 @@ def _select(
             ignored.append((_run_id(record), reason))
         else:
             (smoke if is_smoke(name) else real).append(dict(record))
+    real, smoke = _drop_superseded(real, ignored), _drop_superseded(smoke, ignored)
     if profile is None:
         profile = "paper" if real or not smoke else "smoke"
     if profile == "paper":
@@ -285,6 +288,42 @@ def _select(
                 for r in smoke if record_dataset(r) != chosen]
     target = compare_to or (datasets[0] if datasets else None)
     return Selection("smoke", target, chosen, kept, ignored)
+
+
+def _recipe_key(record: Mapping[str, Any]) -> str | None:
+    """Digest of the record's config without its seed (records of one recipe differ only by
+    seed); ``None`` when the record carries no config."""
+    config = record.get("config")
+    if not isinstance(config, Mapping):
+        return None
+    canon = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
+    return hashlib.sha256(canon.encode()).hexdigest()[:12]
+
+
+def _drop_superseded(records: list[dict[str, Any]],
+                     ignored: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Per (config name, dataset), keep only the newest recipe.
+
+    A config edited after some runs leaves records of two recipes under one name; averaging
+    them as if they were seeds would be wrong, so the older recipe's records are set aside.
+    """
+    groups: dict[tuple[Any, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r.get("config_name"), record_dataset(r))].append(r)
+    kept: list[dict[str, Any]] = []
+    for group in groups.values():
+        recipes = {_recipe_key(r) for r in group}
+        if len(recipes) <= 1:
+            kept += group
+            continue
+        newest = max(group, key=lambda r: str(r.get("finished_at", "")))
+        for r in group:
+            if _recipe_key(r) == _recipe_key(newest):
+                kept.append(r)
+            else:
+                ignored.append((_run_id(r), "superseded: the config changed since this run "
+                                            f"(newer recipe {_recipe_key(newest)})"))
+    return kept
 
 
 def _dataset_problem(
@@ -448,7 +487,7 @@ def _line(
     if base_row is not None and base is not None and not is_baseline:
         base_published = base_row.cells[j].value
         if base_published is not None:
-            line["published_gain"] = published - base_published
+            line["published_gain"] = round(published - base_published, 10)
         line["reproduced_gain"] = here.mean - base.mean
         if here.n >= 2 and base.n >= 2:
             line["gain_se"] = math.sqrt(here.std**2 / here.n + base.std**2 / base.n)
@@ -530,9 +569,12 @@ def _md_cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(header: list[str], lines: list[list[str]], right_from: int = 1) -> list[str]:
-    """A GitHub Markdown table; columns from ``right_from`` on are right-aligned."""
-    align = ["---" if i < right_from else "---:" for i in range(len(header))]
+def _md_table(
+    header: list[str], lines: list[list[str]], right_from: int = 1, right_to: int | None = None
+) -> list[str]:
+    """A GitHub Markdown table; columns ``right_from`` to ``right_to`` (excl.) right-aligned."""
+    stop = len(header) if right_to is None else right_to
+    align = ["---:" if right_from <= i < stop else "---" for i in range(len(header))]
     out = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
            "| " + " | ".join(align) + " |"]
     out += ["| " + " | ".join(_md_cell(c) for c in line) + " |" for line in lines]
@@ -678,7 +720,7 @@ def _compute_text(records: Sequence[Mapping[str, Any]]) -> str:
 
 def _protocol_text(table: PaperTable) -> str:
     p = table.protocol
-    rerank = {True: "yes", False: "no"}.get(p.reranking, str(p.reranking))  # type: ignore[call-overload]
+    rerank = "yes" if p.reranking is True else "no" if p.reranking is False else str(p.reranking)
     return (f"re-ranking: {rerank} · query: {p.query} · CUHK03 split: {p.cuhk03} · "
             f"CUHK03 boxes: {p.cuhk03_boxes}")
 
@@ -704,6 +746,14 @@ def _row_verdict(lines: pd.DataFrame) -> str:
     total = sum(counts.values())
     if not total:
         return NO_BASELINE_RUN if NO_BASELINE_RUN in verdicts else NO_PUBLISHED_GAIN
+    unchecked = verdicts.count(NO_BASELINE_RUN)
+    suffix = (f"; {unchecked} column{'s' if unchecked > 1 else ''} unchecked "
+              f"({NO_BASELINE_RUN})" if unchecked else "")
+    return _checked_verdict(counts, total) + suffix
+
+
+def _checked_verdict(counts: Counter[str], total: int) -> str:
+    """Row verdict over its ``total`` checked cells."""
     if counts[HOLDS] == total:
         return f"claim holds ({total}/{total})"
     if counts[NOT_HOLDS] == total:
@@ -748,7 +798,7 @@ def _layout_table(comp: Comparison) -> list[str]:
                 cells.append(_fmt_signed(line["delta"]))
         cells.append(_row_verdict(sub))
         lines.append(cells)
-    return _md_table(header, lines, right_from=2)
+    return _md_table(header, lines, right_from=2, right_to=len(header) - 1)
 
 
 _SYMBOL: Final[dict[str, str]] = {HOLDS: "✓", NOT_HOLDS: "✗", INCONCLUSIVE: "~"}
@@ -823,21 +873,28 @@ def _claims_line(comp: Comparison) -> str:
 
 
 def _runs_lines(comp: Comparison) -> list[str]:
-    """One bullet per row that has records: config, n, seeds, datasets."""
+    """One bullet per row that has records: config, and per dataset the seeds and recipe.
+
+    The recipe is :func:`_recipe_key` (the config without its seed; ``config_hash`` covers the
+    seed too, so it differs between the seeds of one recipe).
+    """
     out = []
     for row in comp.table.rows:
         mine = [r for r in comp.selection.records if r.get("config_name") == row.config]
-        if not mine:
-            continue
-        seeds = sorted({str(r.get("seed")) for r in mine})
-        datasets = sorted({record_dataset(r) for r in mine})
-        hashes = sorted({str(r.get("config_hash")) for r in mine if r.get("config_hash")})
-        text = (f"- {row.name} (`{row.config}`): {len(mine)} record(s), seeds "
-                f"{', '.join(seeds)}, on {', '.join(datasets)}")
-        if len(hashes) > 1:
-            text += f"; **pooled over {len(hashes)} config versions** ({', '.join(hashes)})"
-        out.append(text)
+        if mine:
+            parts = [_dataset_runs(name, [r for r in mine if record_dataset(r) == name])
+                     for name in sorted({record_dataset(r) for r in mine})]
+            out.append(f"- {row.name} (`{row.config}`): " + "; ".join(parts))
     return out or ["- no run records for this table yet"]
+
+
+def _dataset_runs(name: str, records: list[dict[str, Any]]) -> str:
+    """``cuhk03np-labeled: seeds 0, 1 (2 records, recipe `ab12...`)``."""
+    seeds = sorted(str(r.get("seed")) for r in records)
+    recipes = sorted({key for r in records if (key := _recipe_key(r)) is not None})
+    plural = "s" if len(seeds) > 1 else ""
+    recipe = f", recipe `{', '.join(recipes)}`" if recipes else ""
+    return f"{name}: seed{plural} {', '.join(seeds)} ({len(seeds)} record{plural}{recipe})"
 
 
 def _notes(comp: Comparison) -> list[str]:
@@ -852,7 +909,7 @@ def _notes(comp: Comparison) -> list[str]:
     else:
         out.append("- **Δ** is not given: smoke-scale values are not comparable in absolute "
                    "terms with the published ones.")
-    if comp.table.kind == "metrics":
+    if _gain_rows(comp):
         out += [
             f"- **Gains** are over the baseline row ({comp.table.baseline_row}), same column: "
             "published = published(row) − published(baseline), reproduced = mean(row) − "
@@ -915,6 +972,12 @@ def _bars(ax: Any, labels: list[str], pairs: list[tuple[float, float, float]],
     ax.grid(axis="x", alpha=0.3)
 
 
+def _legend(fig: Any, ax: Any) -> None:
+    """One legend for the figure, below the panels (never over a bar)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9)
+
+
 def _plot_values(comp: Comparison, path: Path) -> None:
     """Published vs reproduced per row, one panel per published column."""
     rows = list(comp.table.rows)
@@ -930,16 +993,23 @@ def _plot_values(comp: Comparison, path: Path) -> None:
             title += f"\nreproduced on {comp.selection.smoke_dataset}: not comparable"
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(column.unit or ("%" if comp.table.kind == "metrics" else ""))
-    axes[0].legend(loc="lower right", fontsize=8)
+    _legend(fig, axes[0])
     fig.suptitle(f"{comp.table.paper} Table {comp.table.table}: published vs reproduced "
                  f"(rows not run have no reproduced bar)", fontsize=11)
     _save_png(fig, path)
 
 
+def _gain_rows(comp: Comparison) -> list[Row]:
+    """Rows whose gain over the baseline can be checked (none without a baseline row)."""
+    if comp.table.kind != "metrics" or comp.table.baseline_row is None:
+        return []
+    return [row for row in comp.table.rows
+            if not row.reference_only and row.name != comp.table.baseline_row]
+
+
 def _plot_gains(comp: Comparison, path: Path) -> None:
     """Gain over the baseline row, published vs reproduced, one panel per column."""
-    rows = [row for row in comp.table.rows
-            if not row.reference_only and row.name != comp.table.baseline_row]
+    rows = _gain_rows(comp)
     fig, axes = _new_figure(len(comp.table.columns), len(rows))
     for j, (ax, column) in enumerate(zip(axes, comp.table.columns)):
         sub = comp.frame.iloc[j::len(comp.table.columns)]
@@ -950,7 +1020,7 @@ def _plot_gains(comp: Comparison, path: Path) -> None:
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_title(_column_label(column), fontsize=10)
         ax.set_xlabel(f"gain over {comp.table.baseline_row} (points)")
-    axes[0].legend(loc="lower right", fontsize=8)
+    _legend(fig, axes[0])
     fig.suptitle(f"{comp.table.paper} Table {comp.table.table}: gain over "
                  f"{comp.table.baseline_row} (rows not run have no reproduced bar)", fontsize=11)
     _save_png(fig, path)
@@ -964,7 +1034,7 @@ def render_markdown(comp: Comparison, values_png: str, gains_png: str | None) ->
     table = comp.table
     out = _header(comp)
     out += ["## Table (paper layout)", ""] + _layout_table(comp) + [""]
-    if table.kind == "metrics" and table.baseline_row is not None:
+    if _gain_rows(comp):
         out += [f"## Gains over the baseline ({table.baseline_row})", "",
                 "Each cell: published gain / reproduced gain (± standard error) and verdict.", ""]
         out += _gains_table(comp) + [""]
@@ -989,8 +1059,8 @@ def render_report(
     """Write ``out_dir/<table_id>.md`` and its plots; return the Markdown path.
 
     Plots: ``<table_id>_values.png`` (published vs reproduced per row and column) and, for a
-    metrics table with a baseline row, ``<table_id>_gains.png``. Every file is written
-    atomically. Arguments as in :func:`build_comparison`.
+    metrics table with a baseline row and rows to compare with it, ``<table_id>_gains.png``.
+    Every file is written atomically. Arguments as in :func:`build_comparison`.
     """
     comp = compare(table_id, records, dataset, profile, compare_to, tables_dir)
     return write_report(comp, out_dir)
@@ -1002,7 +1072,7 @@ def write_report(comp: Comparison, out_dir: str | Path = Path("results/reports")
     values_png = out_dir / f"{comp.table.table_id}_values.png"
     _plot_values(comp, values_png)
     gains_png: Path | None = None
-    if comp.table.kind == "metrics" and comp.table.baseline_row is not None:
+    if _gain_rows(comp):
         gains_png = out_dir / f"{comp.table.table_id}_gains.png"
         _plot_gains(comp, gains_png)
     path = out_dir / f"{comp.table.table_id}.md"

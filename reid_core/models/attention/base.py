@@ -61,3 +61,21 @@ class SizedModule(nn.Module):
                 f"(C x H x W = {c} x {h} x {w}), got {tuple(x.shape)}; build the model for "
                 f"this input size (data.height / data.width) instead"
             )
+
+
+class GateModule(SizedModule):
+    """A gating attention: ``forward(x) = x * mask(x)``, the mask in (0, 1) broadcast over
+    channels (spatial gates, (B, 1, H, W)) or positions (channel gates, (B, C, 1, 1)).
+    Subclasses implement ``_mask`` (inputs already size-checked)."""
+
+    def _mask(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def mask(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate in (0, 1), for inspection and visualisation."""
+        self.check_input(x)
+        return self._mask(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return x * self._mask(x)

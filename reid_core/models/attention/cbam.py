@@ -31,11 +31,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reid_core.models.attention.base import SizedModule, register_attention
+from reid_core.models.attention.base import GateModule, SizedModule, register_attention
 from reid_core.models.attention.se import reduced_channels
 
 
-class CBAMChannelGate(SizedModule):
+class CBAMChannelGate(GateModule):
     """CBAM-C: ``x * M_c(x)``, Woo et al. Eq. (2).
 
     Shapes: x (B, C, H, W) -> avg, max (B, C) -> shared MLP (B, C) each -> sum -> sigmoid
@@ -58,17 +58,9 @@ class CBAMChannelGate(SizedModule):
         logits = self.mlp(f_avg) + self.mlp(f_max)  # summed before the sigmoid, Eq. (2)
         return torch.sigmoid(logits)[:, :, None, None]  # (B, C, 1, 1)
 
-    def mask(self, x: torch.Tensor) -> torch.Tensor:
-        """The channel gate ``M_c(x)`` in (0, 1), shape (B, C, 1, 1)."""
-        self.check_input(x)
-        return self._mask(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        return x * self._mask(x)
 
 
-class CBAMSpatialGate(SizedModule):
+class CBAMSpatialGate(GateModule):
     """CBAM-S: ``x * M_s(x)``, Woo et al. Eq. (3).
 
     Shapes: x (B, C, H, W) -> [mean_c; max_c] (B, 2, H, W) -> k x k conv (B, 1, H, W) -> sigmoid.
@@ -88,14 +80,6 @@ class CBAMSpatialGate(SizedModule):
         )  # (B, 2, H, W): channel-wise average and max
         return torch.sigmoid(self.conv(pooled))  # (B, 1, H, W): one gate per position
 
-    def mask(self, x: torch.Tensor) -> torch.Tensor:
-        """The spatial gate ``M_s(x)`` in (0, 1), shape (B, 1, H, W)."""
-        self.check_input(x)
-        return self._mask(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        return x * self._mask(x)
 
 
 class CBAM(SizedModule):

@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reid_core.models.attention.base import SizedModule, register_attention
+from reid_core.models.attention.base import GateModule, SizedModule, register_attention
 from reid_core.models.attention.se import reduced_channels
 
 
@@ -61,7 +61,7 @@ def _fc(in_features: int, out_features: int, hidden_reduction: int | None) -> nn
     )
 
 
-class FCSpatialGate(SizedModule):
+class FCSpatialGate(GateModule):
     """FC-S: a per-position gate from a fully connected layer over the channel-pooled map.
 
     Shapes: x (B, C, H, W) -> embed (B, C_e, H, W) -> mean_c (B, N) -> FC (B, N) -> sigmoid
@@ -81,17 +81,9 @@ class FCSpatialGate(SizedModule):
         pooled = self.embed(x).mean(dim=1).flatten(1)  # (B, N) channel-pooled spatial map
         return torch.sigmoid(self.fc(pooled)).view(b, 1, h, w)  # (B, 1, H, W)
 
-    def mask(self, x: torch.Tensor) -> torch.Tensor:
-        """The spatial gate in (0, 1), shape (B, 1, H, W)."""
-        self.check_input(x)
-        return self._mask(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        return x * self._mask(x)
 
 
-class FCChannelGate(SizedModule):
+class FCChannelGate(GateModule):
     """FC-C: a per-channel gate from an FC layer over embedded, spatially averaged features.
 
     Shapes: x (B, C, H, W) -> embed (B, C_e, H, W) -> mean_hw (B, C_e) -> FC (B, C) -> sigmoid
@@ -109,14 +101,6 @@ class FCChannelGate(SizedModule):
         pooled = self.embed(x).mean(dim=(2, 3))  # (B, C_e)
         return torch.sigmoid(self.fc(pooled))[:, :, None, None]  # (B, C, 1, 1)
 
-    def mask(self, x: torch.Tensor) -> torch.Tensor:
-        """The channel gate in (0, 1), shape (B, C, 1, 1)."""
-        self.check_input(x)
-        return self._mask(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        return x * self._mask(x)
 
 
 class FCParallel(SizedModule):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reid_core.models.attention.base import SizedModule, register_attention
+from reid_core.models.attention.base import GateModule, register_attention
 
 
 def reduced_channels(channels: int, reduction: int, option: str = "reduction") -> int:
@@ -41,7 +41,7 @@ def reduced_channels(channels: int, reduction: int, option: str = "reduction") -
     return max(1, channels // reduction)
 
 
-class SqueezeExcitation(SizedModule):
+class SqueezeExcitation(GateModule):
     """SE block: ``x * sigmoid(W_2 ReLU(W_1 GAP(x)))`` (Hu et al. Eqs. (2)-(4)).
 
     Shapes: x (B, C, H, W) -> z (B, C) -> s (B, C) -> mask (B, C, 1, 1) -> out (B, C, H, W).
@@ -57,15 +57,7 @@ class SqueezeExcitation(SizedModule):
         z = x.mean(dim=(2, 3))  # squeeze, Eq. (2): (B, C)
         s = torch.sigmoid(self.fc2(torch.relu(self.fc1(z))))  # excitation, Eq. (3): (B, C)
         return s[:, :, None, None]  # (B, C, 1, 1): one gate per channel, shared by all positions
-
-    def mask(self, x: torch.Tensor) -> torch.Tensor:
-        """The channel gate ``s`` in (0, 1), shape (B, C, 1, 1)."""
-        self.check_input(x)
-        return self._mask(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        return x * self._mask(x)  # scale, Eq. (4)
+        # forward (GateModule): x * s, the scale of Eq. (4)
 
 
 @register_attention("se")
