@@ -96,9 +96,12 @@ PRESETS: dict[str, SyntheticSpec] = {
     # Unit tests: a couple of hundred images, a second or two.
     "tiny": SyntheticSpec(num_train_ids=12, num_test_ids=10, num_distractors=12, num_junk=8,
                           cams_per_id=(2, 4), images_per_track=(2, 3)),
-    # Demos and smoke tables.
+    # Demos.
     "default": SyntheticSpec(num_train_ids=150, num_test_ids=150, num_distractors=300,
                              num_junk=150),
+    # Smoke tables: ten or more rows must train within minutes on 2 CPU cores.
+    "small": SyntheticSpec(num_train_ids=100, num_test_ids=100, num_distractors=150,
+                           num_junk=80),
 }
 
 
@@ -285,4 +288,5 @@ def _loader(preset: str, name: str):
 
 
 register_dataset("synthetic")(_loader("default", "synthetic"))
+register_dataset("synthetic-small")(_loader("small", "synthetic-small"))
 register_dataset("synthetic-tiny")(_loader("tiny", "synthetic-tiny"))

@@ -75,4 +75,15 @@ def utc_now() -> str:
 
 
 def command_line() -> str:
-    return " ".join([Path(sys.executable).name, *sys.argv])
+    """The command that started this process, as a user would type it (``-m`` form for modules
+    of this package)."""
+    argv = list(sys.argv)
+    script = Path(argv[0]) if argv else Path()
+    pkg_root = Path(reid_core.__file__).resolve().parent
+    if script.suffix == ".py" and script.resolve().is_relative_to(pkg_root):
+        module = script.resolve().relative_to(pkg_root.parent).with_suffix("")
+        parts = [p for p in module.parts if p != "__main__"]
+        argv = ["-m", ".".join(parts), *argv[1:]]
+    elif script.is_absolute() and script.resolve().is_relative_to(pkg_root.parent):
+        argv[0] = str(script.resolve().relative_to(pkg_root.parent))
+    return " ".join(["python", *argv])

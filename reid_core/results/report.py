@@ -611,12 +611,24 @@ def _header(comp: Comparison) -> list[str]:
         f"- **Finished:** {_date_range(records)}",
         f"- **Seeds:** {_seeds_text(records)} (per row under *Runs* below)",
         f"- **Initialisation:** {_init_text(records)}",
+        f"- **Model and schedule:** {_counted(_model_text(r) for r in records)}",
         f"- **Compute:** {_compute_text(records)}",
         f"- **Protocol (as published):** {_protocol_text(table)}",
     ]
     if table.protocol.notes:
         out.append(f"- **Protocol notes:** {table.protocol.notes}")
     return out + [""]
+
+
+def _model_text(record: Mapping[str, Any]) -> str:
+    """Backbone, input size, batch and epochs of a run (smoke runs shrink them: say so)."""
+    config = record.get("config")
+    if not isinstance(config, Mapping):
+        return "not recorded"
+    model, data = config.get("model", {}), config.get("data", {})
+    optim = config.get("optim", {})
+    return (f"{model.get('backbone', '?')}, input {data.get('height', '?')}×{data.get('width', '?')}, "
+            f"batch {data.get('batch_size', '?')}, {optim.get('epochs', '?')} epochs")
 
 
 def _smoke_warning(sel: Selection) -> str:
