@@ -109,20 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from reid_core.engine.trainer import NonFiniteLossError
-    from reid_core.experiment import RunStateError
-    from reid_core.models import WeightMismatchError
-
-    # ConfigError and the dataset errors are ValueErrors.
-    return (ValueError, KeyError, FileNotFoundError, WeightMismatchError, NonFiniteLossError,
-            RunStateError)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console()
-    USER_ERRORS = _user_errors()
+    from reid_core.experiment import USER_ERRORS
+
     try:
         return args.func(args, console)
     except USER_ERRORS as e:

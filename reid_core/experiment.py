@@ -18,9 +18,9 @@ from rich.table import Table
 
 from reid_core.config import RunConfig
 from reid_core.data import ReIDData, build_dataset
-from reid_core.engine.trainer import fit
+from reid_core.engine.trainer import NonFiniteLossError, fit
 from reid_core.metrics.evaluator import RetrievalEvaluator
-from reid_core.models import build_model
+from reid_core.models import WeightMismatchError, build_model
 from reid_core.results.records import (
     RECORD_FORMAT, command_line, find_record, software_versions, utc_now, write_record)
 from reid_core.utils.device import peak_memory_mb, reset_peak_memory, resolve_device
@@ -29,6 +29,14 @@ from reid_core.utils.seed import make_deterministic, seed_everything
 
 class RunStateError(RuntimeError):
     """An unfinished run's checkpoint exists and neither resume nor force was given."""
+
+
+#: Problems a user can fix (bad config, dataset layout, weights, run state, diverged loss):
+#: command-line entry points print their message instead of a traceback. ConfigError and the
+#: dataset errors are ValueErrors.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, KeyError, FileNotFoundError, WeightMismatchError, NonFiniteLossError,
+    RunStateError)
 
 
 @dataclass

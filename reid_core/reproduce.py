@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reid_core.config import ConfigError, RunConfig, config_from_dict
-from reid_core.experiment import run_experiment
+from reid_core.experiment import USER_ERRORS, run_experiment
 from reid_core.results.paper_tables import PaperTable, configs_for_table, load_table
 from reid_core.results.report import render_report
 
@@ -180,7 +180,14 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner = 
     t0, done = time.perf_counter(), []
     for i, cfg in enumerate(configs, 1):
         console.rule(f"[{i}/{len(configs)}] {cfg.name} seed {cfg.seed}")
-        done.append(run_row(cfg, args, console))
+        try:
+            done.append(run_row(cfg, args, console))
+        except USER_ERRORS as e:
+            console.print(f"[bold red]error:[/] {type(e).__name__}: "
+                          f"{e.args[0] if isinstance(e, KeyError) and e.args else e}", highlight=False)
+            console.print(f"{len(done)} of {len(configs)} run(s) finished; re-run the same "
+                          f"command to continue")
+            return 2
     # Every run returns its record (a skipped run returns the existing one).
     report = render_report(table_id, done, Path(args.out) / "reports", profile=args.profile)
     console.print(_summary(table_id, done, time.perf_counter() - t0))

@@ -135,3 +135,16 @@ def test_unknown_backbone_and_model_names():
         build_model(ModelConfig(backbone="vgg"), 3)
     with pytest.raises(KeyError, match="valid: bnneck"):
         build_model(ModelConfig(name="pcb"), 3)
+
+
+def test_imagenet_weights_unavailable_is_a_clear_error(monkeypatch):
+    from torchvision.models import ResNet18_Weights
+
+    from reid_core.models import build_backbone
+
+    def offline(self, *args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(type(ResNet18_Weights.IMAGENET1K_V1), "get_state_dict", offline)
+    with pytest.raises(FileNotFoundError, match="local file path"):
+        build_backbone("resnet18", pretrained="imagenet")

@@ -94,8 +94,8 @@ def build_backbone(name: str, last_stride: int = 1, pretrained: str | None = Non
         if pretrained == "imagenet":
             try:
                 state = weights.get_state_dict(progress=True)
-            except Exception as e:  # no network / no cached file
-                raise RuntimeError(
+            except Exception as e:  # no network and no cached file: a missing-file problem
+                raise FileNotFoundError(
                     f"could not fetch torchvision's ImageNet weights for {name} ({e}). Put the "
                     f"file in torch's hub cache, or set model.pretrained to a local file path."
                 ) from e
