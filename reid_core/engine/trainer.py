@@ -79,8 +79,9 @@ def fit(
         start_epoch, history = ckpt["epoch"], ckpt["history"]
         console.print(f"[bold]resumed[/] from {checkpoint} after epoch {start_epoch}")
 
-    dataset = ImageDataset(train_items, build_train_transform(cfg.data),
-                           cache=len(train_items) <= CACHE_MAX_IMAGES)
+    # With worker processes a cache would live (and die) in each worker every epoch.
+    cache = cfg.data.workers == 0 and len(train_items) <= CACHE_MAX_IMAGES
+    dataset = ImageDataset(train_items, build_train_transform(cfg.data), cache=cache)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
                         console=console, transient=True)

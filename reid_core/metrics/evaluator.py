@@ -28,8 +28,10 @@ class RetrievalEvaluator:
     def __init__(self, query: Sequence[ImageItem], gallery: Sequence[ImageItem],
                  data_cfg: DataConfig, eval_cfg: EvalConfig, device: DeviceSettings) -> None:
         tf = build_test_transform(data_cfg)
-        self.query = ImageDataset(query, tf, cache=len(query) <= CACHE_MAX_IMAGES)
-        self.gallery = ImageDataset(gallery, tf, cache=len(gallery) <= CACHE_MAX_IMAGES)
+        # Decoded images are kept across evaluations only when loading in this process.
+        cache = lambda items: data_cfg.workers == 0 and len(items) <= CACHE_MAX_IMAGES  # noqa: E731
+        self.query = ImageDataset(query, tf, cache=cache(query))
+        self.gallery = ImageDataset(gallery, tf, cache=cache(gallery))
         self.cfg, self.device, self.workers = eval_cfg, device, data_cfg.workers
 
     def features(self, model: nn.Module):
