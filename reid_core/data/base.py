@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reid_core.utils.registry import Registry
+
 ImageItem = tuple[str, int, int]  # (absolute image path, person id, 0-based camera id)
 
 
@@ -95,23 +97,16 @@ def layout_error(name: str, root: Path, expected: str, problem: str) -> DatasetL
 # ---------------------------------------------------------------------------------------------
 
 DatasetLoader = Callable[[Path], ReIDData]
-_REGISTRY: dict[str, DatasetLoader] = {}
+DATASETS: Registry[DatasetLoader] = Registry("dataset")
 
 
 def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
     """Decorator: register ``fn(root: Path) -> ReIDData`` under ``name``."""
-
-    def deco(fn: DatasetLoader) -> DatasetLoader:
-        if name in _REGISTRY:
-            raise KeyError(f"dataset {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
+    return DATASETS.register(name)
 
 
 def available_datasets() -> list[str]:
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
 def build_dataset(name: str, root: str | Path) -> ReIDData:
@@ -127,6 +122,4 @@ def build_dataset(name: str, root: str | Path) -> ReIDData:
             the expected layout).
         MalformedNameError: a file name does not follow the dataset's scheme (names the file).
     """
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown dataset {name!r}; valid names: {', '.join(available_datasets())}")
-    return _REGISTRY[name](Path(root).expanduser())
+    return DATASETS.get(name)(Path(root).expanduser())

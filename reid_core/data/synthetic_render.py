@@ -156,7 +156,7 @@ class Identity:
     carry_colour: RGB
     bag_side: str  # the person's own "left" / "right" (handbag side)
     height: float  # 0.9 .. 1.1
-    shoulder: float  # shoulder joint distance / height, 0.17 .. 0.23
+    shoulder: float  # shoulder width / height, 0.2 .. 0.27
     leg: float  # hip-to-sole length / height, 0.46 .. 0.53
     head: float  # head height / height, 0.115 .. 0.135
 
@@ -196,7 +196,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         carry_colour=_jitter(rng, _pick(rng, BAGS)[1]),
         bag_side="left" if rng.random() < 0.5 else "right",
         height=float(rng.uniform(0.9, 1.1)),
-        shoulder=float(rng.uniform(0.17, 0.23)),
+        shoulder=float(rng.uniform(0.2, 0.27)),
         leg=float(rng.uniform(0.46, 0.53)),
         head=float(rng.uniform(0.115, 0.135)),
     )

@@ -16,22 +16,18 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from reid_core.utils.registry import Registry
+
 AttentionBuilder = Callable[..., nn.Module]
-_ATTENTION: dict[str, AttentionBuilder] = {}
+ATTENTION: Registry[AttentionBuilder] = Registry("attention")
 
 
 def register_attention(name: str) -> Callable[[AttentionBuilder], AttentionBuilder]:
-    def deco(fn: AttentionBuilder) -> AttentionBuilder:
-        if name in _ATTENTION:
-            raise KeyError(f"attention {name!r} is already registered")
-        _ATTENTION[name] = fn
-        return fn
-
-    return deco
+    return ATTENTION.register(name)
 
 
 def available_attention() -> list[str]:
-    return sorted(_ATTENTION)
+    return ATTENTION.names()
 
 
 def build_attention(name: str, channels: int, height: int, width: int, **options) -> nn.Module:
@@ -41,9 +37,7 @@ def build_attention(name: str, channels: int, height: int, width: int, **options
         KeyError: unknown name (lists the valid ones).
         TypeError: an option the module does not take.
     """
-    if name not in _ATTENTION:
-        raise KeyError(f"unknown attention {name!r}; valid: {', '.join(available_attention())}")
-    return _ATTENTION[name](channels, height, width, **options)
+    return ATTENTION.get(name)(channels, height, width, **options)
 
 
 class SizedModule(nn.Module):
