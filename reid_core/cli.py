@@ -14,17 +14,15 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from reid_core.config import load_config
+from reid_core.config import load_config, parse_overrides
 
 
 def _train(args: argparse.Namespace, console: Console) -> int:
     from reid_core.experiment import run_experiment
 
-    overrides = {"seed": args.seed} if args.seed is not None else {}
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        import yaml
-        overrides[key] = yaml.safe_load(value)
+    overrides = parse_overrides(args.set or [])
+    if args.seed is not None:
+        overrides["seed"] = args.seed
     cfg = load_config(args.config, overrides)
     run_experiment(cfg, data_root=args.data_root, out=args.out, device=args.device,
                    resume=args.resume, force=args.force, console=console)
@@ -32,16 +30,12 @@ def _train(args: argparse.Namespace, console: Console) -> int:
 
 
 def _datasets(args: argparse.Namespace, console: Console) -> int:
-    from reid_core.data import available_datasets, build_dataset
+    from reid_core.data import available_datasets, build_dataset, resolve_dataset_root
 
     if args.name is None:
         console.print("\n".join(available_datasets()))
         return 0
-    root = args.data_root
-    if root is None and args.name.startswith("synthetic"):
-        from reid_core.data.synthetic import default_cache_root
-        root = default_cache_root()
-    data = build_dataset(args.name, root)
+    data = build_dataset(args.name, resolve_dataset_root(args.name, args.data_root))
     console.print(f"{data.name} at {data.root}")
     for split, counts in data.summary().items():
         console.print(f"  {split:8s} " + "  ".join(f"{k} {v}" for k, v in counts.items()))
@@ -112,14 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console()
-    from reid_core.experiment import USER_ERRORS
+    from reid_core.experiment import USER_ERRORS, describe_error
 
     try:
         return args.func(args, console)
-    except USER_ERRORS as e:
-        # User-fixable problems: one clear message, no traceback.
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        console.print(f"[bold red]error:[/] {type(e).__name__}: {msg}", highlight=False)
+    except USER_ERRORS as e:  # user-fixable: one clear message, no traceback
+        console.print(f"[bold red]error:[/] {describe_error(e)}", highlight=False)
         return 2
 
 

@@ -251,6 +251,26 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     return config_from_dict(raw, str(path))
 
 
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Command-line ``KEY=VALUE`` pairs -> ``{dotted key: value}``; values are parsed as YAML
+    (``optim.epochs=2`` -> 2, ``optim.milestones=[3]`` -> [3], ``model.pretrained=null`` -> None)."""
+    out: dict[str, Any] = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.epochs=2")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def nest_overrides(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"optim.epochs": 2}`` -> ``{"optim": {"epochs": 2}}``."""
+    nested: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        _set_dotted(nested, dotted, value)
+    return nested
+
+
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = raw

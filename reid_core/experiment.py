@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reid_core.config import RunConfig
-from reid_core.data import ReIDData, build_dataset
+from reid_core.data import ReIDData, build_dataset, resolve_dataset_root
 from reid_core.engine.trainer import NonFiniteLossError, fit
 from reid_core.metrics.evaluator import RetrievalEvaluator
 from reid_core.models import WeightMismatchError, build_model
@@ -39,6 +39,12 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     RunStateError)
 
 
+def describe_error(e: BaseException) -> str:
+    """``Type: message`` for a user error (a KeyError's repr would add quotes around it)."""
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    return f"{type(e).__name__}: {msg}"
+
+
 @dataclass
 class RunPaths:
     out: Path
@@ -52,13 +58,7 @@ class RunPaths:
 def load_data(cfg: RunConfig, data_root: str | Path | None) -> ReIDData:
     """Resolve the dataset root (``--data-root`` > ``data.root`` > synthetic cache) and load."""
     root = data_root if data_root is not None else cfg.data.root
-    if root is None:
-        if not cfg.data.dataset.startswith("synthetic"):
-            raise ValueError(f"dataset {cfg.data.dataset!r} needs a root: pass --data-root DIR "
-                             f"or set data.root in the config")
-        from reid_core.data.synthetic import default_cache_root
-        root = default_cache_root()
-    return build_dataset(cfg.data.dataset, root)
+    return build_dataset(cfg.data.dataset, resolve_dataset_root(cfg.data.dataset, root))
 
 
 def run_experiment(

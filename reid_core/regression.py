@@ -26,6 +26,7 @@ Check it (what ``tests/test_regression.py`` does)::
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -34,10 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 
-from reid_core.config import RunConfig, config_from_dict
+from reid_core.config import RunConfig, config_from_dict, nest_overrides, parse_overrides
 from reid_core.experiment import run_experiment
 from reid_core.reproduce import build_row_config, deep_merge, load_paper_configs
 from reid_core.results.paper_tables import load_table
@@ -47,18 +47,6 @@ from reid_core.utils.io import atomic_write_json
 METRICS = ("R1", "mAP")
 MIN_BAND = 2.0  # percentage points: never tighter than this, however small the measured spread
 LOSS_RTOL = 2e-3  # relative, per epoch
-
-
-def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in pairs:
-        key, _, value = item.partition("=")
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
-    return out
 
 
 def _config(spec: dict[str, Any], row: str, seed: int) -> RunConfig:
@@ -117,8 +105,6 @@ class Finding:
 
 def check_expected(path: Path, out: Path, console: Console | None = None) -> list[Finding]:
     """Re-run seed ``seeds[0]`` of every row of ``path``; compare with the recorded values."""
-    import json
-
     console = console or Console()
     exp = json.loads(Path(path).read_text())
     findings: list[Finding] = []
@@ -151,8 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     console = Console()
     if args.cmd == "record":
-        record_expected(args.path, args.table, args.rows, args.seeds, _overrides(args.set),
-                        args.profile, console)
+        record_expected(args.path, args.table, args.rows, args.seeds,
+                        nest_overrides(parse_overrides(args.set)), args.profile, console)
         console.print(f"written {args.path}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reid_core.config import ConfigError, RunConfig, config_from_dict
-from reid_core.experiment import USER_ERRORS, run_experiment
+from reid_core.experiment import USER_ERRORS, describe_error, run_experiment
 from reid_core.results.paper_tables import PaperTable, configs_for_table, load_table
 from reid_core.results.report import render_report
 
@@ -134,14 +135,13 @@ def count_parameters_row(cfg: RunConfig, args: argparse.Namespace, console: Cons
     classifier; the count includes the BNNeck and the classifier.
     """
     from reid_core.models import build_model
-    from reid_core.results.records import software_versions, utc_now, write_record
+    from reid_core.results.records import RECORD_FORMAT, software_versions, utc_now, write_record
 
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.pretrained = None
+    model_cfg = dataclasses.replace(cfg.model, pretrained=None)  # counting needs no weights
     model = build_model(model_cfg, CUHK03_TRAIN_IDS, (cfg.data.height, cfg.data.width))
     params = sum(p.numel() for p in model.parameters())
     record = {
-        "format_version": 1, "kind": "measurement",
+        "format_version": RECORD_FORMAT, "kind": "measurement",
         "run_id": f"{cfg.name}-params-{cfg.config_hash()}", "config_name": cfg.name,
         "config_hash": cfg.config_hash(), "seed": cfg.seed, "config": cfg.to_dict(),
         "dataset": {"name": "n/a", "classifier_classes": CUHK03_TRAIN_IDS},
@@ -171,8 +171,8 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner = 
         ids = select_rows(table, args.rows)
         configs = [build_row_config(raw, source, cid, args.profile, seed, args.dataset)
                    for cid in ids for seed in args.seeds]
-    except (ConfigError, KeyError) as e:
-        console.print(f"[bold red]error:[/] {e.args[0] if isinstance(e, KeyError) else e}")
+    except USER_ERRORS as e:
+        console.print(f"[bold red]error:[/] {describe_error(e)}", highlight=False)
         return 2
 
     console.print(f"{table.paper} Table {table.table}: {len(configs)} run(s) "
@@ -183,8 +183,7 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner = 
         try:
             done.append(run_row(cfg, args, console))
         except USER_ERRORS as e:
-            console.print(f"[bold red]error:[/] {type(e).__name__}: "
-                          f"{e.args[0] if isinstance(e, KeyError) and e.args else e}", highlight=False)
+            console.print(f"[bold red]error:[/] {describe_error(e)}", highlight=False)
             console.print(f"{len(done)} of {len(configs)} run(s) finished; re-run the same "
                           f"command to continue")
             return 2

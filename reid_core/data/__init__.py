@@ -1,5 +1,7 @@
 """Data layer: dataset loaders (real layouts + embedded synthetic), sampling, transforms."""
 
+from pathlib import Path
+
 from reid_core.data.base import (
     DatasetError,
     DatasetLayoutError,
@@ -14,6 +16,22 @@ from reid_core.data.base import (
 # Importing the loader modules registers them.
 from reid_core.data import market1501, dukemtmc, cuhk03np, msmt17, synthetic  # noqa: E402,F401
 
+
+
+def resolve_dataset_root(name: str, root: str | Path | None) -> Path:
+    """``root`` if given; for the synthetic datasets, default to their cache directory.
+
+    Raises:
+        ValueError: a real dataset without a root (the message says how to give one).
+    """
+    if root is not None:
+        return Path(root)
+    if name.startswith("synthetic"):
+        return synthetic.default_cache_root()
+    raise ValueError(f"dataset {name!r} needs a root: pass --data-root DIR "
+                     f"or set data.root in the config")
+
+
 __all__ = [
     "DatasetError",
     "DatasetLayoutError",
@@ -23,4 +41,5 @@ __all__ = [
     "available_datasets",
     "build_dataset",
     "register_dataset",
+    "resolve_dataset_root",
 ]

@@ -11,6 +11,16 @@ from torch.utils.data import Dataset
 from reid_core.data.base import ImageItem
 
 
+#: Decoded images are kept in memory for splits up to this size (re-read every epoch).
+CACHE_MAX_IMAGES = 30_000
+
+
+def cache_decoded(num_items: int, workers: int) -> bool:
+    """Whether an :class:`ImageDataset` should keep decoded images: only when loading happens in
+    this process (a worker's cache would die with the worker every epoch) and the split is small."""
+    return workers == 0 and num_items <= CACHE_MAX_IMAGES
+
+
 class ImageDataset(Dataset):
     """Returns ``(image, pid, camid)``; ``image`` is what ``transform`` makes of the RGB PIL image.
 

@@ -29,6 +29,7 @@ everything is written into a temporary sibling directory that is renamed into pl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -188,16 +189,17 @@ def _write_dataset(spec: SyntheticSpec, target: Path, progress: bool, workers: i
     for split in SPLIT_DIRS:
         (target / split).mkdir(parents=True)
         (target / "masks" / split).mkdir(parents=True)
+    (target / "keypoints").mkdir()
     keypoints: dict[str, dict[str, list]] = {s: {} for s in SPLIT_DIRS}
     jobs = [(it, cameras, spec.seed, spec.height, spec.width) for it in items]
-    with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
-        results = pool.map(_render_and_encode, jobs, chunksize=16)
+    with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        results = (pool.map(_render_and_encode, jobs, chunksize=16) if pool is not None
+                   else map(_render_and_encode, jobs))
         for it, (jpg, png, kps) in _progress(zip(items, results), len(items), progress):
             (target / it.split / it.file_name).write_bytes(jpg)
             (target / "masks" / it.split / (Path(it.file_name).stem + ".png")).write_bytes(png)
             keypoints[it.split][it.file_name] = kps
     for split in SPLIT_DIRS:
-        (target / "keypoints" / f"{split}.json").parent.mkdir(exist_ok=True)
         (target / "keypoints" / f"{split}.json").write_text(json.dumps(
             {"format": "coco17", "keypoint_names": list(KEYPOINT_NAMES),
              "images": keypoints[split]}))
@@ -206,20 +208,6 @@ def _write_dataset(spec: SyntheticSpec, target: Path, progress: bool, workers: i
             "spec": dataclasses.asdict(spec), "counts": counts}
     atomic_write_json(target / "spec.json", meta)
     return meta
-
-
-class _Serial:
-    """Stand-in for a process pool (one worker): same ``map`` interface, no processes."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    @staticmethod
-    def map(fn, iterable, chunksize: int = 1):
-        return map(fn, iterable)
 
 
 def _progress(it, total: int, enabled: bool):

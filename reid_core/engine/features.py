@@ -10,11 +10,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from reid_core.data.base import ImageItem
-from reid_core.data.image_dataset import ImageDataset
+from reid_core.data.image_dataset import ImageDataset, cache_decoded
 from reid_core.utils.device import DeviceSettings
-
-#: Decoded images are kept in memory for splits up to this size (re-evaluated every N epochs).
-CACHE_MAX_IMAGES = 30_000
 
 
 @torch.no_grad()
@@ -41,7 +38,7 @@ def extract_features(
         ``camids (N,)``).
     """
     dataset = items if isinstance(items, ImageDataset) else ImageDataset(
-        items, transform, cache=len(items) <= CACHE_MAX_IMAGES)
+        items, transform, cache=cache_decoded(len(items), workers))
     # An explicit generator keeps this loader from drawing on the global RNG (exact resume).
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         generator=torch.Generator().manual_seed(0),

@@ -20,11 +20,10 @@ from torch.utils.data import DataLoader
 
 from reid_core.config import RunConfig
 from reid_core.data.base import ImageItem
-from reid_core.data.image_dataset import ImageDataset
+from reid_core.data.image_dataset import ImageDataset, cache_decoded
 from reid_core.data.sampler import RandomIdentitySampler
 from reid_core.data.transforms import build_train_transform
 from reid_core.engine.checkpoint import read_checkpoint, save_checkpoint
-from reid_core.engine.features import CACHE_MAX_IMAGES
 from reid_core.engine.optim import build_optimizer, build_scheduler
 from reid_core.losses import ReIDLoss
 from reid_core.models.weights import load_state_strict
@@ -79,9 +78,8 @@ def fit(
         start_epoch, history = ckpt["epoch"], ckpt["history"]
         console.print(f"[bold]resumed[/] from {checkpoint} after epoch {start_epoch}")
 
-    # With worker processes a cache would live (and die) in each worker every epoch.
-    cache = cfg.data.workers == 0 and len(train_items) <= CACHE_MAX_IMAGES
-    dataset = ImageDataset(train_items, build_train_transform(cfg.data), cache=cache)
+    dataset = ImageDataset(train_items, build_train_transform(cfg.data),
+                           cache=cache_decoded(len(train_items), cfg.data.workers))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
                         console=console, transient=True)

@@ -10,9 +10,9 @@ from torch import nn
 
 from reid_core.config import DataConfig, EvalConfig
 from reid_core.data.base import ImageItem
-from reid_core.data.image_dataset import ImageDataset
+from reid_core.data.image_dataset import ImageDataset, cache_decoded
 from reid_core.data.transforms import build_test_transform
-from reid_core.engine.features import CACHE_MAX_IMAGES, extract_features
+from reid_core.engine.features import extract_features
 from reid_core.metrics.distance import compute_distance_matrix
 from reid_core.metrics.rank import evaluate_rank
 from reid_core.utils.device import DeviceSettings
@@ -28,10 +28,9 @@ class RetrievalEvaluator:
     def __init__(self, query: Sequence[ImageItem], gallery: Sequence[ImageItem],
                  data_cfg: DataConfig, eval_cfg: EvalConfig, device: DeviceSettings) -> None:
         tf = build_test_transform(data_cfg)
-        # Decoded images are kept across evaluations only when loading in this process.
-        cache = lambda items: data_cfg.workers == 0 and len(items) <= CACHE_MAX_IMAGES  # noqa: E731
-        self.query = ImageDataset(query, tf, cache=cache(query))
-        self.gallery = ImageDataset(gallery, tf, cache=cache(gallery))
+        workers = data_cfg.workers
+        self.query = ImageDataset(query, tf, cache=cache_decoded(len(query), workers))
+        self.gallery = ImageDataset(gallery, tf, cache=cache_decoded(len(gallery), workers))
         self.cfg, self.device, self.workers = eval_cfg, device, data_cfg.workers
 
     def features(self, model: nn.Module):
