@@ -148,3 +148,11 @@ def test_imagenet_weights_unavailable_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(type(ResNet18_Weights.IMAGENET1K_V1), "get_state_dict", offline)
     with pytest.raises(FileNotFoundError, match="local file path"):
         build_backbone("resnet18", pretrained="imagenet")
+
+
+def test_unknown_attention_option_is_a_config_error():
+    from reid_core.config import AttentionConfig, ConfigError
+
+    cfg = ModelConfig(backbone="resnet18", attention=AttentionConfig(name="se", options={"ratio": 8}))
+    with pytest.raises(ConfigError, match=r"model\.attention\.options for 'se'.*ratio"):
+        build_model(cfg, 3, (64, 32))

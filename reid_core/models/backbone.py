@@ -14,7 +14,7 @@ from torch import nn
 from torchvision import models as tvm
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from reid_core.config import AttentionConfig
+from reid_core.config import AttentionConfig, ConfigError
 from reid_core.models.weights import load_state_strict, read_state_file
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -117,5 +117,5 @@ def insert_attention(backbone: ResNetBackbone, cfg: AttentionConfig,
         c, h, w = shapes[stage]
         try:
             backbone.stage_hooks[stage] = build_attention(cfg.name, c, h, w, **cfg.options)
-        except TypeError as e:
-            raise TypeError(f"model.attention.options for {cfg.name!r}: {e}") from None
+        except TypeError as e:  # an option the builder does not take: a config mistake
+            raise ConfigError(f"model.attention.options for {cfg.name!r}: {e}") from None
