@@ -25,6 +25,11 @@ class ConfigError(ValueError):
     """A config file or mapping that does not fit the schema (names the file and key)."""
 
 
+#: Field metadata of options added after records existed: left at its default, such a field
+#: is left out of the config hash, so adding an option does not orphan earlier run records.
+ADDED = {"hash": "omit_default"}
+
+
 @dataclass
 class DataConfig:
     dataset: str = "synthetic"  #: registry name, see ``reid_core.data.available_datasets()``
@@ -52,6 +57,9 @@ class AttentionConfig:
         default_factory=lambda: ["layer1", "layer2", "layer3", "layer4"])
     #: Keyword options of the module builder (validated by the builder itself).
     options: dict[str, Any] = field(default_factory=dict)
+    #: Deep supervision (CSA): a GAP -> linear identity classifier on the output of every
+    #: attention stage, trained with cross-entropy weighted by ``loss.deep_supervision_weight``.
+    deep_supervision: bool = field(default=False, metadata=ADDED)
 
 
 @dataclass
@@ -62,6 +70,9 @@ class ModelConfig:
     #: ``None`` = random init; ``"imagenet"`` = torchvision's weights API; else a local file.
     pretrained: str | None = None
     attention: AttentionConfig | None = None  #: ``None`` = the plain baseline
+    #: Keyword options of the model builder in ``MODELS`` (validated by the builder itself),
+    #: e.g. PCB's ``parts`` / ``reduction_dim`` / ``rpp_start_epoch``.
+    options: dict[str, Any] = field(default_factory=dict, metadata=ADDED)
 
 
 @dataclass
@@ -71,6 +82,8 @@ class LossConfig:
     triplet_weight: float = 1.0
     #: Batch-hard triplet margin; ``None`` = soft margin (softplus).
     triplet_margin: float | None = 0.3
+    #: lambda of the deep-supervision classifiers (CSA: 1.0), used when the model has them.
+    deep_supervision_weight: float = field(default=1.0, metadata=ADDED)
 
 
 @dataclass
@@ -120,13 +133,28 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """SHA-256 of the canonical JSON of the whole config (first 12 hex digits)."""
-        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        canon = json.dumps(_hash_view(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
     @property
     def run_id(self) -> str:
         """File-system name of a run: config name, seed and config hash."""
         return f"{self.name}-seed{self.seed}-{self.config_hash()}"
+
+
+def _hash_view(obj: Any) -> Any:
+    """``dataclasses.asdict`` without the :data:`ADDED` fields that are at their defaults."""
+    if not dataclasses.is_dataclass(obj):
+        return obj
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get("hash") == "omit_default":
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if value == default:
+                continue
+        out[f.name] = _hash_view(value)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -76,3 +76,26 @@ def test_int_accepted_for_float_and_null_for_optional():
     cfg = config_from_dict({"name": "x", "optim": {"lr": 1}, "loss": {"triplet_margin": None}})
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
     assert cfg.loss.triplet_margin is None
+
+
+def test_committed_records_keep_their_config_hash():
+    """Options added later (``ADDED`` metadata) must not change the hash of earlier configs:
+    every committed run record re-validates to the hash it was recorded under."""
+    import json
+
+    from reid_core.config import config_from_dict
+
+    records = sorted((REPO / "results" / "runs").glob("*.json"))
+    assert records
+    for path in records:
+        rec = json.loads(path.read_text())
+        assert config_from_dict(rec["config"], str(path)).config_hash() == rec["config_hash"], path
+
+
+def test_added_option_changes_hash_only_when_set():
+    from reid_core.config import config_from_dict
+
+    base = config_from_dict({"name": "x"})
+    same = config_from_dict({"name": "x", "model": {"options": {}}})
+    other = config_from_dict({"name": "x", "model": {"options": {"parts": 6}}})
+    assert base.config_hash() == same.config_hash() != other.config_hash()
