@@ -46,6 +46,8 @@ class DataConfig:
     #: Random-erasing fill, in *normalised* space. BoT fills with (0.4914, 0.4822, 0.4465);
     #: the RGA code fills with 0.
     erasing_value: list[float] = field(default_factory=lambda: [0.4914, 0.4822, 0.4465])
+    #: Which of a dataset's standard splits to use (CUHK03 classic: 0-19); others ignore it.
+    split: int = field(default=0, metadata=ADDED)
 
 
 @dataclass
@@ -116,6 +118,16 @@ class EvalConfig:
     ap_mode: Literal["standard", "trapezoid"] = "standard"
     ranks: list[int] = field(default_factory=lambda: [1, 5, 10])
     batch_size: int = 128
+    #: ``single``: one image per query (standard). ``multi_mean`` / ``multi_max``: Market-1501
+    #: multi-query -- the query feature is the mean / max over the ``gt_bbox`` images of the
+    #: query's identity in the query's camera (needs a dataset with ``gt_bbox``).
+    query_mode: Literal["single", "multi_mean", "multi_max"] = field(default="single",
+                                                                     metadata=ADDED)
+    #: k-reciprocal re-ranking (Zhong et al. 2017) of the distances before ranking.
+    rerank: bool = field(default=False, metadata=ADDED)
+    rerank_k1: int = field(default=20, metadata=ADDED)
+    rerank_k2: int = field(default=6, metadata=ADDED)
+    rerank_lambda: float = field(default=0.3, metadata=ADDED)
 
 
 @dataclass
