@@ -58,7 +58,8 @@ class RunPaths:
 def load_data(cfg: RunConfig, data_root: str | Path | None) -> ReIDData:
     """Resolve the dataset root (``--data-root`` > ``data.root`` > synthetic cache) and load."""
     root = data_root if data_root is not None else cfg.data.root
-    return build_dataset(cfg.data.dataset, resolve_dataset_root(cfg.data.dataset, root))
+    return build_dataset(cfg.data.dataset, resolve_dataset_root(cfg.data.dataset, root),
+                         split=cfg.data.split)
 
 
 def run_experiment(

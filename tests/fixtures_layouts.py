@@ -196,3 +196,68 @@ def set_list_line(base: Path, list_name: str, lineno: int, line: str) -> None:
     lines = path.read_text().splitlines()
     lines[lineno - 1] = line
     path.write_text("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Market-1501 with gt_bbox/ (the hand-drawn boxes of the multi-query protocol)
+# ---------------------------------------------------------------------------------------------
+
+# Detection 00 = hand-drawn. The query images are gt_bbox images too (taken to be so in the
+# release), each (id, camera) has several, and train identities have them as well.
+MARKET_GT_BBOX_FILES: list[str] = [
+    "0001_c1s1_001051_00.jpg",  # = query/0001_c1s1_001051_00.jpg
+    "0001_c1s1_001101_00.jpg",
+    "0001_c1s2_002301_00.jpg",  # same id and camera, another sequence: pooled too
+    "0001_c2s1_000301_00.jpg",  # same id, other camera: not pooled for the c1 query
+    "0003_c4s2_010101_00.jpg",  # = query/0003_c4s2_010101_00.jpg
+    "0003_c4s2_010151_00.jpg",
+    "0002_c1s1_000451_00.jpg",  # a train identity
+]
+
+
+def build_market_with_gt_bbox(base: Path) -> Path:
+    """:func:`build_market` plus ``gt_bbox/`` (and a Thumbs.db in it)."""
+    build_market(base)
+    write_tree(base, {"gt_bbox": MARKET_GT_BBOX_FILES})
+    (base / "gt_bbox" / "Thumbs.db").write_bytes(b"\0" * 16)
+    return base
+
+
+# ---------------------------------------------------------------------------------------------
+# Partial-REID: Partial-REID_Dataset/{partial_body_images,whole_body_images,occluded_body_images}
+# ---------------------------------------------------------------------------------------------
+
+# <3-digit id>_<2-digit index>.jpg; the partial images are crops of the occluded ones (same
+# names). Identity 002 has a single partial image; 007 has more gallery than probe images.
+PARTIAL_REID_FILES: dict[str, list[str]] = {
+    "partial_body_images": ["001_01.jpg", "001_02.jpg", "002_01.jpg", "007_01.jpg"],
+    "whole_body_images": ["001_01.jpg", "001_02.jpg", "002_01.jpg", "007_01.jpg",
+                          "007_02.jpg", "007_03.jpg"],
+    "occluded_body_images": ["001_01.jpg", "001_02.jpg", "002_01.jpg", "007_01.jpg"],
+}
+
+
+def build_partial_reid(base: Path, occluded: bool = True) -> Path:
+    """Partial-REID tree with ``base`` as the ``Partial-REID_Dataset`` directory."""
+    files = {k: v for k, v in PARTIAL_REID_FILES.items()
+             if occluded or k != "occluded_body_images"}
+    write_tree(base, files)
+    (base / "whole_body_images" / ".DS_Store").write_bytes(b"\0" * 8)
+    return base
+
+
+# ---------------------------------------------------------------------------------------------
+# Partial-iLIDS: Partial_iLIDS/{Probe,Gallery} (DSR release) or
+# Partial_iLIDS/{partial_body_images,whole_body_images} (PVPM's repackaging)
+# ---------------------------------------------------------------------------------------------
+
+PARTIAL_ILIDS_IDS: list[str] = ["001.jpg", "002.jpg", "045.jpg", "119.jpg"]
+PARTIAL_ILIDS_DIRS = {"dsr": ("Probe", "Gallery"),
+                      "pvpm": ("partial_body_images", "whole_body_images")}
+
+
+def build_partial_ilids(base: Path, layout: str = "dsr") -> Path:
+    """Partial-iLIDS tree with ``base`` as the ``Partial_iLIDS`` directory: one probe and one
+    gallery image per identity, named ``<id>.jpg``."""
+    probe, gallery = PARTIAL_ILIDS_DIRS[layout]
+    return write_tree(base, {probe: PARTIAL_ILIDS_IDS, gallery: PARTIAL_ILIDS_IDS})

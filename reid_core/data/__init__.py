@@ -15,6 +15,7 @@ from reid_core.data.base import (
 
 # Importing the loader modules registers them.
 from reid_core.data import market1501, dukemtmc, cuhk03np, msmt17, synthetic  # noqa: E402,F401
+from reid_core.data import cuhk03_mat, partial  # noqa: E402,F401
 
 
 

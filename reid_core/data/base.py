@@ -14,10 +14,12 @@ Conventions shared by all loaders (and relied upon by the evaluation code):
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reid_core.config import ConfigError
 from reid_core.utils.registry import Registry
 
 ImageItem = tuple[str, int, int]  # (absolute image path, person id, 0-based camera id)
@@ -109,12 +111,14 @@ def available_datasets() -> list[str]:
     return DATASETS.names()
 
 
-def build_dataset(name: str, root: str | Path) -> ReIDData:
+def build_dataset(name: str, root: str | Path, split: int = 0) -> ReIDData:
     """Load dataset ``name`` from ``root``.
 
     Args:
         name: one of :func:`available_datasets` (e.g. ``"market1501"``, ``"synthetic"``).
         root: directory holding the dataset (see each loader's docstring for accepted layouts).
+        split: ``data.split``, for datasets with several standard splits (CUHK03 classic:
+            0-19; their loaders take a ``split`` keyword). Any other dataset has one split, 0.
 
     Raises:
         KeyError: unknown ``name`` (the message lists the valid names).
@@ -122,4 +126,9 @@ def build_dataset(name: str, root: str | Path) -> ReIDData:
             the expected layout).
         MalformedNameError: a file name does not follow the dataset's scheme (names the file).
     """
-    return DATASETS.get(name)(Path(root).expanduser())
+    loader = DATASETS.get(name)
+    if "split" in inspect.signature(loader).parameters:
+        return loader(Path(root).expanduser(), split=split)
+    if split != 0:
+        raise ConfigError(f"data.split: dataset {name!r} has a single split (0), got {split}")
+    return loader(Path(root).expanduser())

@@ -9,6 +9,15 @@ Accepted roots (the first that matches wins)::
 
 File names: ``0002_c1s1_000451_03.jpg`` = person 0002, camera 1, sequence 1, frame 000451,
 detection 03. Person ``-1`` is junk (dropped); ``0000`` is a distractor (kept in the gallery).
+
+Multi-query: the release also holds ``gt_bbox/`` (25,259 hand-drawn boxes of train and test
+persons, named like the others, detection ``00`` like the query images). The official
+multi-query code (Market-1501 baseline ``baseline_evaluation_*.m``: ``gt_files = dir([gt_dir
+img_name(1:7) '*.jpg'])``) pools, for each query, the features of every gt_bbox image with the
+query's person id and camera; layumi's ``evaluate.py`` does the same from
+``pytorch/multi-query`` built by ``prepare.py``. When ``gt_bbox/`` exists its images are
+returned as ``extras["gt_bbox"]`` (``(path, pid, camid)``, junk ``-1`` dropped); without it
+the key is absent. The pooling is ``reid_core.metrics.multi_query.pool_multi_query``.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from reid_core.data.base import (
 )
 
 SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
+GT_BBOX_DIR = "gt_bbox"  # optional: Market-1501's hand-drawn boxes, used by multi-query
 MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$", re.ASCII)
 MARKET_EXAMPLE = "0002_c1s1_000451_03.jpg"
 MARKET_LAYOUT = """\
@@ -34,6 +44,7 @@ MARKET_LAYOUT = """\
       bounding_box_train/0002_c1s1_000451_03.jpg ...
       bounding_box_test/0000_c1s1_000151_01.jpg, -1_c1s1_000401_03.jpg ...
       query/0001_c1s1_001051_00.jpg ...
+      gt_bbox/0001_c1s1_001051_00.jpg ...   (optional: hand-drawn boxes for multi-query)
 """
 
 
@@ -125,6 +136,10 @@ def read_market_style(
     Shared by Market-1501, DukeMTMC-reID, CUHK03-NP and the synthetic dataset. ``layout`` is
     the ASCII tree shown when a split directory holds no images; ``example`` a well-formed
     file name quoted in :class:`MalformedNameError` messages.
+
+    An optional ``gt_bbox/`` directory beside the splits (Market-1501's multi-query boxes) is
+    parsed with the same name scheme into ``extras["gt_bbox"]``; an existing but empty one is
+    a layout error (an interrupted copy would otherwise silently disable multi-query).
     """
 
     def parse(split: str) -> list[ImageItem]:
@@ -137,8 +152,15 @@ def read_market_style(
         if not items:
             raise layout_error(name, dataset_dir, layout, f"no images found in {split}/")
     train, mapping = relabel_train(train)
-    return ReIDData(name, dataset_dir, train, query, gallery,
-                    extras={"train_pid_to_label": mapping})
+    extras: dict = {"train_pid_to_label": mapping}
+    if (dataset_dir / GT_BBOX_DIR).is_dir():
+        gt_bbox = parse(GT_BBOX_DIR)
+        if not gt_bbox:
+            raise layout_error(name, dataset_dir, layout,
+                               f"{GT_BBOX_DIR}/ exists but holds no images (remove it, or "
+                               f"restore its images for multi-query evaluation)")
+        extras[GT_BBOX_DIR] = gt_bbox
+    return ReIDData(name, dataset_dir, train, query, gallery, extras=extras)
 
 
 @register_dataset("market1501")

@@ -22,6 +22,29 @@ Sidecars for every image (used by DAAF later):
   "images": {file name: [[x, y, v] x 17]}}`` in image pixels, COCO visibility;
 * ``spec.json``: the generation parameters, format version and counts.
 
+Format 2 adds, in the same dataset directory, the sets of two protocols (no sidecars for them):
+
+* ``gt_bbox/``: Market-1501's multi-query boxes. For every (test identity, camera) track, a copy
+  of the track's query image if it has one (mirroring Market, whose hand-drawn query boxes
+  are taken to be among its gt_bbox images, so the pool includes the query) plus ``gt_bbox_per_track`` new "hand-drawn" boxes (detection ``00``) of the same
+  track, named in the Market scheme with frames after the track's camera's last frame;
+* ``Partial-REID_Dataset/{occluded_body_images,partial_body_images,whole_body_images}/`` in the
+  released Partial-REID layout: ``<pid:03d>_<nn>.jpg``; per chosen test identity
+  ``partial_reid_shots`` occluded renders in one camera, their crops to the visible body (the
+  partial probes, same names), and as many unoccluded whole-body renders in another camera;
+* ``Partial_iLIDS/{Probe,Gallery}/<pid:03d>.jpg`` in the released Partial-iLIDS layout: one
+  partial probe (a crop) and one whole-body gallery image per chosen test identity.
+
+The partial sets use the *synthetic Market pids* of test identities (never trained on), so a
+model trained on the synthetic ``bounding_box_train`` is evaluated on them as DAAF evaluates a
+Market-1501 model on the real sets. The readers are :mod:`reid_core.data.partial`'s; the
+registered names are ``synthetic[-small|-tiny]-partial-reid`` / ``-partial-ilids``.
+
+All format-2 images come from their own RNG streams and are rendered after the original ones:
+``bounding_box_train/``, ``query/``, ``bounding_box_test/``, ``masks/`` and ``keypoints/`` are
+byte-identical to format 1 for the same values of the format-1 fields (the directory name
+changes with the cache key).
+
 Generation is deterministic (each image's randomness derives from (seed, image index), so the
 number of worker processes does not matter), cached by the hash of its parameters, and atomic:
 everything is written into a temporary sibling directory that is renamed into place last.
@@ -46,14 +69,24 @@ import numpy as np
 from PIL import Image
 
 from reid_core.data.base import ReIDData, register_dataset
-from reid_core.data.market1501 import read_market_style
+from reid_core.data.market1501 import GT_BBOX_DIR, read_market_style
+from reid_core.data.partial import (
+    PARTIAL_ILIDS_DIRS, PARTIAL_REID_GALLERY, PARTIAL_REID_OCCLUDED, PARTIAL_REID_PROBE,
+    read_partial_ilids, read_partial_reid)
 from reid_core.data.synthetic_render import (
-    JUNK_KINDS, KEYPOINT_NAMES, STREAM_IDENTITY, STREAM_PLAN, VIEWS, Camera, RenderJob,
-    render_image, sample_cameras, sample_identity)
+    CLEAN_KIND, JUNK_KINDS, KEYPOINT_NAMES, PARTIAL_KINDS, STREAM_GT_BBOX_IMAGE,
+    STREAM_GT_BBOX_PLAN, STREAM_IDENTITY, STREAM_PILIDS_IMAGE, STREAM_PILIDS_PLAN,
+    STREAM_PILIDS_TRACK, STREAM_PLAN, STREAM_PREID_IMAGE, STREAM_PREID_PLAN, STREAM_PREID_TRACK,
+    VIEWS, Camera, RenderJob, crop_to_visible, render_image, sample_cameras, sample_identity)
 from reid_core.utils.io import atomic_write_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: + gt_bbox/, Partial-REID_Dataset/, Partial_iLIDS/
 SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
+# Where the partial sets live inside a synthetic dataset directory (the released names).
+PARTIAL_REID_DIR = "Partial-REID_Dataset"
+PARTIAL_ILIDS_DIR = "Partial_iLIDS"
+# The DSR release's directory names: Probe, Gallery.
+PARTIAL_ILIDS_PROBE, PARTIAL_ILIDS_GALLERY = PARTIAL_ILIDS_DIRS[0]
 
 
 @dataclass(frozen=True)
@@ -73,6 +106,15 @@ class SyntheticSpec:
             haze depart from neutral (0..1, see ``synthetic_render.sample_cameras``). 0.5 keeps
             the cross-camera task hard but learnable from scratch within the smoke budget.
         seed: everything derives from it.
+        gt_bbox_per_track: (min, max) new ``gt_bbox/`` images per (test id, camera) track, on
+            top of the copy of the track's query image; (0, 0) = no ``gt_bbox/`` at all
+            (Market-1501 has about 3-4 per track).
+        partial_reid_ids: test identities in the Partial-REID-style set (capped at
+            ``num_test_ids``; 0 = no set). Real Partial-REID: 60.
+        partial_reid_shots: partial probes, and whole-body gallery images, per identity
+            (real: 5).
+        partial_ilids_ids: test identities in the Partial-iLIDS-style set, one probe and one
+            gallery image each (capped at ``num_test_ids``; 0 = no set). Real: 119.
     """
 
     num_train_ids: int
@@ -87,6 +129,10 @@ class SyntheticSpec:
     width: int = 64
     camera_strength: float = 0.5
     seed: int = 0
+    gt_bbox_per_track: tuple[int, int] = (2, 4)
+    partial_reid_ids: int = 60
+    partial_reid_shots: int = 5
+    partial_ilids_ids: int = 119
 
     def digest(self) -> str:
         canon = json.dumps({"version": FORMAT_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
@@ -96,7 +142,8 @@ class SyntheticSpec:
 PRESETS: dict[str, SyntheticSpec] = {
     # Unit tests: a couple of hundred images, a second or two.
     "tiny": SyntheticSpec(num_train_ids=12, num_test_ids=10, num_distractors=12, num_junk=8,
-                          cams_per_id=(2, 4), images_per_track=(2, 3)),
+                          cams_per_id=(2, 4), images_per_track=(2, 3),
+                          gt_bbox_per_track=(1, 2), partial_reid_shots=2),
     # Demos.
     "default": SyntheticSpec(num_train_ids=150, num_test_ids=150, num_distractors=300,
                              num_junk=150),
@@ -173,6 +220,150 @@ def plan(spec: SyntheticSpec) -> list[PlannedImage]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Format 2: gt_bbox/ and the partial sets, planned from the original plan, never changing it
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExtraImage:
+    """One render of the format-2 sets. ``full``: where the whole render is written; ``crop``:
+    where its crop to the visible person is written (paths relative to the dataset directory;
+    either may be None)."""
+
+    job: RenderJob
+    full: str | None
+    crop: str | None
+
+
+def _test_tracks(base: list[PlannedImage]) -> dict[tuple[int, int], RenderJob]:
+    """The first job of every (test pid, camera) track, in plan order (distractors and junk
+    excluded): it carries the track's identity, view and track number."""
+    tracks: dict[tuple[int, int], RenderJob] = {}
+    for it in base:
+        if it.split == "bounding_box_train" or it.job.kind != "person":
+            continue
+        pid = int(it.file_name.split("_", 1)[0])
+        if pid > 0:
+            tracks.setdefault((pid, it.job.camera), it.job)
+    return tracks
+
+
+def plan_gt_bbox(spec: SyntheticSpec, base: list[PlannedImage]) -> list[ExtraImage]:
+    """New hand-drawn boxes: ``gt_bbox_per_track`` per test track, in that track's scene.
+
+    Frame numbers continue after the last frame each camera uses in the original plan, so the
+    names never collide with the query copies (or any other original image).
+    """
+    lo, hi = spec.gt_bbox_per_track
+    if not 0 <= lo <= hi:
+        raise ValueError(f"gt_bbox_per_track must be (min, max) with 0 <= min <= max, "
+                         f"got {spec.gt_bbox_per_track}")
+    if hi == 0:
+        return []
+    rng = np.random.default_rng([spec.seed, STREAM_GT_BBOX_PLAN])
+    frames = [0] * spec.num_cameras
+    for it in base:  # file names: <pid>_c<cam>s1_<frame>_<det>.jpg
+        frames[it.job.camera] = max(frames[it.job.camera], int(it.file_name.split("_")[2]))
+    out: list[ExtraImage] = []
+    for (pid, cam), first in _test_tracks(base).items():
+        for _ in range(int(rng.integers(lo, hi + 1))):
+            frames[cam] += int(rng.integers(10, 200))
+            name = f"{pid:04d}_c{cam + 1}s1_{frames[cam]:06d}_00.jpg"
+            job = RenderJob(len(out), first.identity, cam, first.view, first.track, "person",
+                            stream=STREAM_GT_BBOX_IMAGE)
+            out.append(ExtraImage(job, f"{GT_BBOX_DIR}/{name}", None))
+    return out
+
+
+def _partial_people(spec: SyntheticSpec, base: list[PlannedImage], n: int,
+                    rng: np.random.Generator) -> list[tuple[int, RenderJob]]:
+    """``n`` (capped) test identities drawn by ``rng``, ascending pid: (pid, a job of theirs)."""
+    by_pid: dict[int, RenderJob] = {}
+    for (pid, _), job in _test_tracks(base).items():
+        by_pid.setdefault(pid, job)
+    pids = sorted(by_pid)
+    n = min(n, len(pids))
+    chosen = sorted(int(p) for p in rng.choice(pids, n, replace=False)) if n else []
+    return [(pid, by_pid[pid]) for pid in chosen]
+
+
+def _partial_kind(rng: np.random.Generator) -> str:
+    # Lower-body occlusion dominates in the real sets (cars, counters, luggage); side second.
+    return PARTIAL_KINDS[0] if rng.random() < 0.7 else PARTIAL_KINDS[1]
+
+
+def plan_partial_reid(spec: SyntheticSpec, base: list[PlannedImage]) -> list[ExtraImage]:
+    """The Partial-REID-style set: per identity, ``partial_reid_shots`` occluded renders in one
+    camera (written whole to ``occluded_body_images`` and cropped to ``partial_body_images``)
+    and as many unoccluded renders in another camera (``whole_body_images``)."""
+    if spec.partial_reid_ids < 0 or spec.partial_reid_shots < 0:
+        raise ValueError("partial_reid_ids and partial_reid_shots must be >= 0")
+    if spec.partial_reid_shots == 0:
+        return []
+    rng = np.random.default_rng([spec.seed, STREAM_PREID_PLAN])
+    d = PARTIAL_REID_DIR
+    out: list[ExtraImage] = []
+    for k, (pid, person) in enumerate(_partial_people(spec, base, spec.partial_reid_ids, rng)):
+        probe_cam, gallery_cam = (int(c) for c in rng.choice(spec.num_cameras, 2, replace=False))
+        for j in range(spec.partial_reid_shots):
+            name = f"{pid:03d}_{j + 1:02d}.jpg"
+            job = RenderJob(len(out), person.identity, probe_cam,
+                            VIEWS[int(rng.integers(0, len(VIEWS)))], 2 * k, _partial_kind(rng),
+                            stream=STREAM_PREID_IMAGE, track_stream=STREAM_PREID_TRACK)
+            out.append(ExtraImage(job, f"{d}/{PARTIAL_REID_OCCLUDED}/{name}",
+                                  f"{d}/{PARTIAL_REID_PROBE}/{name}"))
+        for j in range(spec.partial_reid_shots):
+            name = f"{pid:03d}_{j + 1:02d}.jpg"
+            job = RenderJob(len(out), person.identity, gallery_cam,
+                            VIEWS[int(rng.integers(0, len(VIEWS)))], 2 * k + 1, CLEAN_KIND,
+                            stream=STREAM_PREID_IMAGE, track_stream=STREAM_PREID_TRACK)
+            out.append(ExtraImage(job, f"{d}/{PARTIAL_REID_GALLERY}/{name}", None))
+    return out
+
+
+def plan_partial_ilids(spec: SyntheticSpec, base: list[PlannedImage]) -> list[ExtraImage]:
+    """The Partial-iLIDS-style set: per identity one occluded render, cropped to the visible
+    body (``Probe``), and one unoccluded render in another camera (``Gallery``)."""
+    if spec.partial_ilids_ids < 0:
+        raise ValueError("partial_ilids_ids must be >= 0")
+    rng = np.random.default_rng([spec.seed, STREAM_PILIDS_PLAN])
+    d = PARTIAL_ILIDS_DIR
+    out: list[ExtraImage] = []
+    for k, (pid, person) in enumerate(_partial_people(spec, base, spec.partial_ilids_ids, rng)):
+        probe_cam, gallery_cam = (int(c) for c in rng.choice(spec.num_cameras, 2, replace=False))
+        name = f"{pid:03d}.jpg"
+        probe = RenderJob(len(out), person.identity, probe_cam,
+                          VIEWS[int(rng.integers(0, len(VIEWS)))], 2 * k, _partial_kind(rng),
+                          stream=STREAM_PILIDS_IMAGE, track_stream=STREAM_PILIDS_TRACK)
+        out.append(ExtraImage(probe, None, f"{d}/{PARTIAL_ILIDS_PROBE}/{name}"))
+        whole = RenderJob(len(out), person.identity, gallery_cam,
+                          VIEWS[int(rng.integers(0, len(VIEWS)))], 2 * k + 1, CLEAN_KIND,
+                          stream=STREAM_PILIDS_IMAGE, track_stream=STREAM_PILIDS_TRACK)
+        out.append(ExtraImage(whole, f"{d}/{PARTIAL_ILIDS_GALLERY}/{name}", None))
+    return out
+
+
+def plan_extras(spec: SyntheticSpec, base: list[PlannedImage]) -> list[ExtraImage]:
+    """Every format-2 render (gt_bbox, Partial-REID, Partial-iLIDS), from the original plan."""
+    return (plan_gt_bbox(spec, base) + plan_partial_reid(spec, base)
+            + plan_partial_ilids(spec, base))
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _render_extra(args: tuple[ExtraImage, tuple[Camera, ...], int, int, int]):
+    """Worker: render one format-2 image; return (whole JPEG or None, crop JPEG or None)."""
+    item, cameras, seed, height, width = args
+    r = render_image(item.job, cameras, seed, height, width)
+    return (_jpeg(r.image) if item.full else None,
+            _jpeg(crop_to_visible(r.image, r.mask)) if item.crop else None)
+
+
 def _render_and_encode(args: tuple[PlannedImage, tuple[Camera, ...], int, int, int]):
     """Worker: render one image; return JPEG bytes, PNG mask bytes and keypoints."""
     item, cameras, seed, height, width = args
@@ -185,6 +376,7 @@ def _render_and_encode(args: tuple[PlannedImage, tuple[Camera, ...], int, int, i
 
 def _write_dataset(spec: SyntheticSpec, target: Path, progress: bool, workers: int) -> dict:
     items = plan(spec)
+    extras = plan_extras(spec, items)
     cameras = sample_cameras(spec.seed, spec.num_cameras, spec.camera_strength)
     for split in SPLIT_DIRS:
         (target / split).mkdir(parents=True)
@@ -199,24 +391,55 @@ def _write_dataset(spec: SyntheticSpec, target: Path, progress: bool, workers: i
             (target / it.split / it.file_name).write_bytes(jpg)
             (target / "masks" / it.split / (Path(it.file_name).stem + ".png")).write_bytes(png)
             keypoints[it.split][it.file_name] = kps
-    for split in SPLIT_DIRS:
-        (target / "keypoints" / f"{split}.json").write_text(json.dumps(
-            {"format": "coco17", "keypoint_names": list(KEYPOINT_NAMES),
-             "images": keypoints[split]}))
+        for split in SPLIT_DIRS:
+            (target / "keypoints" / f"{split}.json").write_text(json.dumps(
+                {"format": "coco17", "keypoint_names": list(KEYPOINT_NAMES),
+                 "images": keypoints[split]}))
+        # Format 2, strictly after the original splits are complete.
+        extra_counts = _write_extras(spec, target, items, extras, cameras, pool, progress)
     counts = {s: sum(1 for it in items if it.split == s) for s in SPLIT_DIRS}
     meta = {"format_version": FORMAT_VERSION, "digest": spec.digest(),
-            "spec": dataclasses.asdict(spec), "counts": counts}
+            "spec": dataclasses.asdict(spec), "counts": {**counts, **extra_counts}}
     atomic_write_json(target / "spec.json", meta)
     return meta
 
 
-def _progress(it, total: int, enabled: bool):
+def _write_extras(spec: SyntheticSpec, target: Path, items: list[PlannedImage],
+                  extras: list[ExtraImage], cameras: tuple[Camera, ...], pool,
+                  progress: bool) -> dict[str, int]:
+    """Write gt_bbox/ (query copies + new boxes) and the partial sets; return image counts per
+    directory (relative paths)."""
+    counts: dict[str, int] = {}
+    if spec.gt_bbox_per_track[1] > 0:
+        (target / GT_BBOX_DIR).mkdir()
+        for it in items:  # the query takes part in its own pool, as in Market
+            if it.split == "query":
+                shutil.copyfile(target / "query" / it.file_name,
+                                target / GT_BBOX_DIR / it.file_name)
+                counts[GT_BBOX_DIR] = counts.get(GT_BBOX_DIR, 0) + 1
+    for rel in sorted({str(Path(p).parent) for e in extras for p in (e.full, e.crop) if p}):
+        (target / rel).mkdir(parents=True, exist_ok=True)
+    jobs = [(e, cameras, spec.seed, spec.height, spec.width) for e in extras]
+    results = (pool.map(_render_extra, jobs, chunksize=16) if pool is not None
+               else map(_render_extra, jobs))
+    for e, outputs in _progress(zip(extras, results), len(extras), progress,
+                                "generating gt_bbox and partial sets"):
+        for rel, data in zip((e.full, e.crop), outputs):
+            if rel is not None:
+                (target / rel).write_bytes(data)
+                parent = str(Path(rel).parent)
+                counts[parent] = counts.get(parent, 0) + 1
+    return counts
+
+
+def _progress(it, total: int, enabled: bool,
+              description: str = "generating synthetic re-ID dataset"):
     if not enabled:
         yield from it
         return
     from rich.progress import track
 
-    yield from track(it, total=total, description="generating synthetic re-ID dataset")
+    yield from track(it, total=total, description=description)
 
 
 def default_cache_root() -> Path:
@@ -275,6 +498,25 @@ def _loader(preset: str, name: str):
     return load
 
 
-register_dataset("synthetic")(_loader("default", "synthetic"))
-register_dataset("synthetic-small")(_loader("small", "synthetic-small"))
-register_dataset("synthetic-tiny")(_loader("tiny", "synthetic-tiny"))
+def _partial_loader(preset: str, name: str, protocol: str):
+    """Loader of a preset's partial set (``protocol``: ``"partial-reid"`` / ``"partial-ilids"``)."""
+
+    def load(root: Path) -> ReIDData:
+        d = generate_synthetic(root, preset)
+        if protocol == "partial-reid":
+            return read_partial_reid(d / PARTIAL_REID_DIR, name)
+        return read_partial_ilids(d / PARTIAL_ILIDS_DIR, name,
+                                  dirs=(PARTIAL_ILIDS_PROBE, PARTIAL_ILIDS_GALLERY))
+
+    load.__doc__ = (f"The {protocol} set of the {preset!r} synthetic preset (test identities; "
+                    f"empty train), generated (cached) under ``root``.")
+    return load
+
+
+for _preset, _prefix in (("default", "synthetic"), ("small", "synthetic-small"),
+                         ("tiny", "synthetic-tiny")):
+    register_dataset(_prefix)(_loader(_preset, _prefix))
+    for _protocol in ("partial-reid", "partial-ilids"):
+        _name = f"{_prefix}-{_protocol}"
+        register_dataset(_name)(_partial_loader(_preset, _name, _protocol))
+del _preset, _prefix, _protocol, _name

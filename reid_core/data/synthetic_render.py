@@ -37,6 +37,12 @@ SUPERSAMPLE = 2  # person / occluder layers are drawn at 2x and box-downsampled
 # RNG stream ids: each random decision family gets its own stream so that adding images or
 # identities never shifts the randomness of the others.
 STREAM_PLAN, STREAM_IDENTITY, STREAM_CAMERA, STREAM_TRACK, STREAM_IMAGE = range(5)
+# Streams of the sets added in format 2 (``gt_bbox/`` and the partial query sets). They are
+# disjoint from the five above, so the original splits stay byte-identical, and each set has
+# its own plan / track / image streams, so resizing one set never changes another.
+(STREAM_GT_BBOX_PLAN, STREAM_GT_BBOX_IMAGE,
+ STREAM_PREID_PLAN, STREAM_PREID_TRACK, STREAM_PREID_IMAGE,
+ STREAM_PILIDS_PLAN, STREAM_PILIDS_TRACK, STREAM_PILIDS_IMAGE) = range(5, 13)
 
 KEYPOINT_NAMES: tuple[str, ...] = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
@@ -50,6 +56,12 @@ NOSE, L_EYE, R_EYE, L_EAR, R_EAR, L_SH, R_SH, L_EL, R_EL, L_WR, R_WR, L_HIP, R_H
 # "left" / "right": the person walks towards the image's left / right (a side view).
 VIEWS: tuple[str, ...] = ("front", "back", "left", "right")
 JUNK_KINDS: tuple[str, ...] = ("offcentre", "zoom", "occluded", "tiny")
+# Partial probes: one large occluder hides the lower part of the body ("occlude_low": a car, a
+# low wall, a counter) or one side of it ("occlude_side": a wall edge, a door frame), as in the
+# occluded images of Partial-REID / Partial-iLIDS.
+PARTIAL_KINDS: tuple[str, ...] = ("occlude_low", "occlude_side")
+# Whole-body gallery images of the partial sets: never occluded.
+CLEAN_KIND = "clean"
 BACKGROUND_STYLES: tuple[str, ...] = ("gradient", "rectangles", "lines", "texture", "bricks",
                                       "tiles")
 
@@ -679,7 +691,10 @@ class RenderJob:
 
     ``index`` is the image's global index (seeds its RNG); ``camera`` is 0-based; ``track``
     identifies the (person, camera) track whose images share background and rough placement;
-    ``kind`` is ``"person"`` or one of :data:`JUNK_KINDS`.
+    ``kind`` is ``"person"``, one of :data:`JUNK_KINDS`, one of :data:`PARTIAL_KINDS` or
+    :data:`CLEAN_KIND`. ``stream`` / ``track_stream`` name the RNG streams the image and track
+    generators derive from; the defaults are those of the original splits, the format-2 sets
+    use their own (see ``STREAM_GT_BBOX_IMAGE`` and below).
     """
 
     index: int
@@ -688,6 +703,8 @@ class RenderJob:
     view: str
     track: int
     kind: str = "person"
+    stream: int = STREAM_IMAGE
+    track_stream: int = STREAM_TRACK
 
 
 @dataclass
@@ -738,6 +755,8 @@ def _draw_occluders(kind: str, cam: Camera, person: Placement, rng: np.random.Ge
     kinds: list[str] = []
     if kind == "occluded":  # junk: most of the person hidden
         kinds = ["bigcar", "pole"]
+    elif kind in PARTIAL_KINDS:  # partial probes: one planned, large occluder
+        kinds = [kind]
     elif kind == "person" and rng.random() < cam.occlusion_prob:
         kinds = [str(rng.choice(["pole", "car", "person"], p=[0.35, 0.35, 0.3]))]
     d_rgb, d_a = ImageDraw.Draw(rgb), ImageDraw.Draw(alpha)
@@ -766,6 +785,24 @@ def _draw_occluders(kind: str, cam: Camera, person: Placement, rng: np.random.Ge
             r = 0.12 * width
             d_rgb.ellipse((S * (wx - r), S * (height - r), S * (wx + r), S * (height + r)),
                           fill=(20, 20, 22))
+        elif k == "occlude_low":
+            # Hides the lower 35-60 % of the person, across the whole width.
+            y0 = person.top + person.ph * (1 - rng.uniform(0.35, 0.6))
+            c = _jitter(rng, _pick(rng, CARS if rng.random() < 0.5 else BACKGROUND)[1], 15)
+            box = (0, S * y0, S * width, S * height)
+            d_rgb.rectangle(box, fill=c)
+            d_a.rectangle(box, fill=255)
+            d_rgb.line((0, S * y0, S * width, S * y0), fill=_jitter(rng, (40, 40, 44), 10),
+                       width=S)  # an edge, so the occluder reads as an object in front
+        elif k == "occlude_side":
+            # Hides one side of the body from a vertical edge at or just past the body's centre
+            # line, so that about half of the body stays visible.
+            sgn = 1 if rng.random() < 0.5 else -1
+            edge = person.cx + sgn * rng.uniform(0.0, 0.06) * person.ph
+            c = _jitter(rng, _pick(rng, BACKGROUND)[1], 15)
+            box = (S * edge, 0, S * width, S * height) if sgn > 0 else (0, 0, S * edge, S * height)
+            d_rgb.rectangle(box, fill=c)
+            d_a.rectangle(box, fill=255)
         else:  # another person partly in front
             other = sample_identity(rng)
             body = body_geometry(other, VIEWS[int(rng.integers(0, 4))], rng.uniform(0, 2 * math.pi),
@@ -799,8 +836,8 @@ def render_image(job: RenderJob, cameras: Sequence[Camera], seed: int, height: i
                  width: int) -> Rendered:
     """Render one image with its mask and keypoints. Pure function of its arguments."""
     cam = cameras[job.camera]
-    rng = np.random.default_rng([seed, STREAM_IMAGE, job.index])
-    track_rng = np.random.default_rng([seed, STREAM_TRACK, job.track])
+    rng = np.random.default_rng([seed, job.stream, job.index])
+    track_rng = np.random.default_rng([seed, job.track_stream, job.track])
     place = place_person(job.kind, cam, track_rng, rng, height, width)
     bg = render_background(cam, track_rng, rng, height, width)
     body = body_geometry(job.identity, job.view, rng.uniform(0, 2 * math.pi), rng.uniform(0.4, 1.0))
@@ -841,3 +878,23 @@ def _keypoints_px(body: Body, place: Placement, occ_alpha: np.ndarray, height: i
             v = 1
         out[i] = (x, y, v)
     return out
+
+
+def crop_to_visible(image: np.ndarray, mask: np.ndarray, pad: int = 2) -> np.ndarray:
+    """The partial-body crop of an occluded render, as the partial sets' probes are cut by hand.
+
+    Args:
+        image: (H, W, 3) uint8 render.
+        mask: (H, W) uint8 visible-person mask (255 = person not hidden by an occluder).
+        pad: margin in pixels kept around the mask's bounding box (clipped to the image).
+
+    Returns:
+        (h, w, 3) uint8 crop, h <= H and w <= W; the whole image if nothing is visible.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return image
+    h, w = mask.shape
+    y0, y1 = max(0, rows[0] - pad), min(h, rows[-1] + 1 + pad)
+    x0, x1 = max(0, cols[0] - pad), min(w, cols[-1] + 1 + pad)
+    return np.ascontiguousarray(image[y0:y1, x0:x1])

@@ -5,6 +5,7 @@
 * ``"bot"`` (Luo et al. 2019): resize -> flip -> pad + random crop -> normalise -> erasing.
 * ``"rga"`` (official RGA code): with p=0.5 resize to 1.125x and random-crop back
   ("Random2DTranslation"), else plain resize -> flip -> normalise -> erasing.
+* ``"pcb"`` (official PCB code, the CSA paper): resize -> flip -> normalise.
 * ``"none"``: resize -> normalise (for debugging).
 
 Random erasing is applied after normalisation, so its fill value lives in normalised space
@@ -55,6 +56,13 @@ def rga_train(cfg: DataConfig) -> T.Compose:
                       *_to_normalised_tensor(), *_erasing(cfg)])
 
 
+def pcb_train(cfg: DataConfig) -> T.Compose:
+    """PCB (Sun et al. 2018, official code; the CSA paper's "random horizontal flip"):
+    resize -> flip -> normalise (-> erasing only if ``erasing_p`` > 0; PCB's configs set 0)."""
+    return T.Compose([T.Resize((cfg.height, cfg.width)), T.RandomHorizontalFlip(cfg.flip_p),
+                      *_to_normalised_tensor(), *_erasing(cfg)])
+
+
 def plain(cfg: DataConfig) -> T.Compose:
     return T.Compose([T.Resize((cfg.height, cfg.width)), *_to_normalised_tensor()])
 
@@ -62,6 +70,7 @@ def plain(cfg: DataConfig) -> T.Compose:
 AUGMENTATIONS: dict[str, Callable[[DataConfig], T.Compose]] = {
     "bot": bot_train,
     "rga": rga_train,
+    "pcb": pcb_train,
     "none": plain,
 }
 
