@@ -1,0 +1,283 @@
+"""Reload a finished run for inspection: record -> model -> features -> distances.
+
+``python -m reid_core visualize`` draws from what :func:`load_run` returns. A run is found by
+its record (``<out>/runs/<run_id>.json``); its model is rebuilt from the record's config, the
+weights come from ``<out>/checkpoints/<run_id>/last.pt`` (read with ``weights_only=True``,
+loaded strictly), and query/gallery features are extracted with the record's eval settings
+(feature, L2 normalisation, flip, distance, AP definition), as the evaluator did.
+
+A record without its checkpoint (checkpoints are not in git) still yields its CMC curve when
+the record stores one (``final[feature]["CMC"]``); ranked lists then fail with a
+:class:`MissingCheckpointError` saying where the checkpoint was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.nn.functional as F
+
+from reid_core.config import RunConfig, config_from_dict
+from reid_core.data.base import ImageItem
+from reid_core.engine.checkpoint import read_checkpoint
+from reid_core.experiment import RunPaths, load_data
+from reid_core.metrics.distance import compute_distance_matrix
+from reid_core.metrics.evaluator import RetrievalEvaluator
+from reid_core.metrics.rank import evaluate_rank
+from reid_core.models import build_model, load_state_strict
+from reid_core.results.records import read_record
+from reid_core.utils.device import resolve_device
+
+#: Length of a recomputed CMC curve (the evaluator stores ranks 1..50 too).
+CMC_MAX_RANK = 50
+#: Features the model returns (``ReIDOutput``) and the evaluator can use.
+FEATURES: tuple[str, ...] = ("after_bn", "before_bn")
+#: Recomputed metrics further than this (percentage points) from the record get a note:
+#: CPU evaluation is deterministic, CUDA/AMP may move a rank by a hair.
+METRIC_TOLERANCE = 0.1
+
+
+class RunNotFoundError(FileNotFoundError):
+    """No run record matches the given run id or path."""
+
+
+class MissingCheckpointError(FileNotFoundError):
+    """The run's checkpoint is not where ``train`` writes it."""
+
+
+@dataclass
+class Retrieval:
+    """Everything a ranked-list figure needs, for one feature of one run."""
+
+    feature: str
+    query: list[ImageItem]
+    gallery: list[ImageItem]
+    distmat: np.ndarray  #: (num_query, num_gallery) float32, the evaluator's distances
+    q_pids: np.ndarray
+    g_pids: np.ndarray
+    q_camids: np.ndarray
+    g_camids: np.ndarray
+    ap_mode: str
+
+
+@dataclass
+class RunView:
+    """A run loaded for inspection (see :func:`load_run`)."""
+
+    run_id: str
+    record_path: Path
+    record: dict[str, Any]
+    config: RunConfig
+    feature: str  #: the feature of :attr:`retrieval` and of the single-curve plots
+    checkpoint: Path  #: where the checkpoint is (or was expected)
+    #: ``{feature: CMC in percent, ranks 1..}``; recomputed from the checkpoint when it was
+    #: loaded, else taken from the record (which may hold none).
+    cmc: dict[str, list[float]] = field(default_factory=dict)
+    cmc_source: str = "none"  #: ``"checkpoint"``, ``"record"`` or ``"none"``
+    retrieval: Retrieval | None = None
+    notes: list[str] = field(default_factory=list)  #: things the user should know
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint.is_file()
+
+    def require_retrieval(self) -> Retrieval:
+        """The ranked-list data, or a :class:`MissingCheckpointError` saying why not."""
+        if self.retrieval is None:
+            raise missing_checkpoint_error(self.run_id, self.checkpoint, self.record_path)
+        return self.retrieval
+
+    def require_cmc(self, feature: str | None = None) -> list[float]:
+        """The CMC curve (percent) of ``feature`` (default: :attr:`feature`)."""
+        feature = feature or self.feature
+        if feature in self.cmc:
+            return self.cmc[feature]
+        if not self.has_checkpoint:
+            raise missing_checkpoint_error(
+                self.run_id, self.checkpoint, self.record_path,
+                extra=f"and its record holds no CMC curve for {feature!r} (only the summary "
+                      f"ranks in final.{feature}), so there is nothing to draw")
+        raise KeyError(f"run {self.run_id}: no CMC curve for feature {feature!r}; "
+                       f"available: {', '.join(self.cmc) or 'none'}")
+
+
+def missing_checkpoint_error(run_id: str, checkpoint: Path, record_path: Path,
+                             extra: str = "") -> MissingCheckpointError:
+    msg = (f"run {run_id}: no checkpoint at {checkpoint} "
+           f"(expected beside its record {record_path}, in <out>/checkpoints/<run_id>/last.pt)"
+           + (f", {extra}" if extra else "")
+           + ". `python -m reid_core train` writes it there; checkpoints are not in git, so "
+             "re-train this config (train --force) or copy last.pt from the machine that "
+             "trained it.")
+    return MissingCheckpointError(msg)
+
+
+def resolve_run(run: str | Path, runs_dir: str | Path = "results/runs") -> Path:
+    """The record file of ``run``: a path to a ``.json`` record, a run id in ``runs_dir``, or
+    an unambiguous prefix of one (e.g. ``rga_sc-seed0``).
+
+    Raises:
+        RunNotFoundError: no such record (the message lists close matches), or an ambiguous
+            prefix (it lists the candidates).
+    """
+    as_path = Path(run)
+    if as_path.suffix == ".json" or as_path.is_file():
+        if not as_path.is_file():
+            raise RunNotFoundError(f"run record not found: {as_path}")
+        return as_path
+    runs_dir = Path(runs_dir)
+    exact = runs_dir / f"{run}.json"
+    if exact.is_file():
+        return exact
+    ids = sorted(p.stem for p in runs_dir.glob("*.json")) if runs_dir.is_dir() else []
+    if not ids:
+        raise RunNotFoundError(
+            f"unknown run {str(run)!r}: no run records in {runs_dir} "
+            f"(`python -m reid_core train --out OUT` writes them to OUT/runs; pass --runs)")
+    # "name-seed0" -> "name-seed0-<hash>"; a whole-component prefix wins over a partial one
+    # (so "rga_s" means rga_s-seed*, not also rga_s_par_c-*).
+    prefixed = ([i for i in ids if i.startswith(f"{run}-")]
+                or [i for i in ids if i.startswith(str(run))])
+    if len(prefixed) == 1:
+        return runs_dir / f"{prefixed[0]}.json"
+    if len(prefixed) > 1:
+        more = " ..." if len(prefixed) > 10 else ""
+        raise RunNotFoundError(f"run {str(run)!r} is ambiguous in {runs_dir}: matches "
+                               f"{', '.join(prefixed[:10])}{more}")
+    close = difflib.get_close_matches(str(run), ids, n=5, cutoff=0.5)
+    hint = (f"close matches: {', '.join(close)}" if close
+            else f"{len(ids)} records there, e.g. {', '.join(ids[:5])}")
+    raise RunNotFoundError(f"unknown run {str(run)!r} in {runs_dir}; {hint}")
+
+
+def load_run(
+    record_path: str | Path,
+    *,
+    feature: str | None = None,
+    ranked: bool = True,
+    device: str = "auto",
+    data_root: str | Path | None = None,
+) -> RunView:
+    """Load a run from its record; recompute features and distances when useful.
+
+    Args:
+        record_path: the run's record (see :func:`resolve_run`).
+        feature: ``"after_bn"`` / ``"before_bn"``; default: the record's primary feature.
+        ranked: ranked lists are wanted, so load the model when its checkpoint exists. With
+            ``False`` the record's CMC is used when it has one (nothing is recomputed).
+        device: for feature extraction (``"auto"``, ``"cpu"``, ``"cuda"``...).
+        data_root: dataset root; default: the root the run used (from the record) when it
+            still exists, else the config's / the synthetic cache.
+
+    Returns:
+        a :class:`RunView`. A missing checkpoint is not an error here: ``retrieval`` is then
+        ``None`` and :meth:`RunView.require_retrieval` raises.
+    """
+    record_path = Path(record_path)
+    record = read_record(record_path)
+    for key in ("run_id", "config", "final"):
+        if key not in record:
+            raise ValueError(f"{record_path}: not a run record (no {key!r} key); expected a "
+                             f"file written by `python -m reid_core train`")
+    cfg = config_from_dict(record["config"], str(record_path))
+    run_id = record["run_id"]
+    feature = feature or record.get("primary_feature") or cfg.eval.features[0]
+    if feature not in FEATURES:
+        raise ValueError(f"feature {feature!r} is not one of {', '.join(FEATURES)}")
+    checkpoint = RunPaths(record_path.parent.parent, run_id).checkpoint
+    view = RunView(run_id=run_id, record_path=record_path, record=record, config=cfg,
+                   feature=feature, checkpoint=checkpoint)
+
+    record_cmc = _record_cmcs(record)
+    if checkpoint.is_file() and (ranked or feature not in record_cmc):
+        _recompute(view, data_root, device)
+    else:
+        view.cmc, view.cmc_source = record_cmc, "record" if record_cmc else "none"
+        if not checkpoint.is_file():
+            view.notes.append(f"no checkpoint at {checkpoint}: "
+                              + ("CMC from the record; no ranked lists" if record_cmc
+                                 else "no CMC curve in the record, no ranked lists"))
+    return view
+
+
+def _record_cmcs(record: dict[str, Any]) -> dict[str, list[float]]:
+    """``final[feature]["CMC"]`` lists (percent, ranks 1..) the evaluator may have stored."""
+    out = {}
+    for feat, vals in record.get("final", {}).items():
+        curve = vals.get("CMC") if isinstance(vals, dict) else None
+        if isinstance(curve, list) and curve:
+            out[feat] = [float(v) for v in curve]
+    return out
+
+
+def _recompute(view: RunView, data_root: str | Path | None, device: str) -> None:
+    """Rebuild the model, load the checkpoint, extract features, compute distances + CMC."""
+    cfg, record = view.config, view.record
+    settings = resolve_device(device)
+    data = load_data(cfg, _data_root(record, data_root))
+    _check_same_splits(view, data.summary())
+
+    # The checkpoint overwrites every weight, so the ImageNet init is skipped (no download).
+    model_cfg = dataclasses.replace(cfg.model, pretrained=None)
+    model = build_model(model_cfg, data.num_train_pids, (cfg.data.height, cfg.data.width))
+    ckpt = read_checkpoint(view.checkpoint, expected_hash=record.get("config_hash"))
+    load_state_strict(model, ckpt["model"], str(view.checkpoint))
+    model.to(settings.device)
+    if int(ckpt.get("epoch", -1)) != cfg.optim.epochs:
+        view.notes.append(f"checkpoint {view.checkpoint} is from epoch {ckpt.get('epoch')} of "
+                          f"{cfg.optim.epochs} (an unfinished re-run?); figures show that model")
+    ev = cfg.eval
+    if getattr(ev, "query_mode", "single") != "single" or getattr(ev, "rerank", False):
+        view.notes.append("the run used multi-query / re-ranking; the figures use plain "
+                          "single-query distances")
+
+    evaluator = RetrievalEvaluator(data.query, data.gallery, cfg.data, ev, settings)
+    (qf, q_pids, q_cams), (gf, g_pids, g_cams) = evaluator.features(model)
+    for feat in dict.fromkeys([view.feature, *ev.features]):
+        q, g = qf[feat], gf[feat]
+        if ev.normalize:  # as RetrievalEvaluator.__call__ does
+            q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
+        dist = compute_distance_matrix(q, g, ev.distance).numpy()
+        cmc, m_ap = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams,
+                                  max_rank=CMC_MAX_RANK, ap_mode=ev.ap_mode)
+        view.cmc[feat] = [round(100 * float(v), 4) for v in cmc]
+        _compare_with_record(view, feat, view.cmc[feat], 100 * m_ap)
+        if feat == view.feature:
+            view.retrieval = Retrieval(feat, list(data.query), list(data.gallery), dist,
+                                       q_pids, g_pids, q_cams, g_cams, ev.ap_mode)
+    view.cmc_source = "checkpoint"
+
+
+def _data_root(record: dict[str, Any], data_root: str | Path | None) -> str | Path | None:
+    if data_root is not None:
+        return data_root
+    used = record.get("dataset", {}).get("root")
+    return used if used and Path(used).is_dir() else None
+
+
+def _check_same_splits(view: RunView, summary: dict[str, dict[str, int]]) -> None:
+    recorded = view.record.get("dataset", {}).get("splits")
+    if recorded and recorded != summary:
+        raise ValueError(
+            f"run {view.run_id}: the dataset found now differs from the one it was evaluated "
+            f"on (record {view.record_path}: {recorded}; now: {summary}); pass --data-root "
+            f"pointing at the run's dataset ({view.record.get('dataset', {}).get('root')})")
+
+
+def _compare_with_record(view: RunView, feat: str, cmc: list[float], m_ap: float) -> None:
+    """Note any recomputed metric that does not match the record (wrong checkpoint/data?)."""
+    recorded = view.record.get("final", {}).get(feat)
+    if not isinstance(recorded, dict):
+        return
+    now = {"mAP": m_ap, **{f"R{r}": cmc[r - 1] for r in range(1, len(cmc) + 1)}}
+    off = [f"{k} {float(v):.2f} -> {now[k]:.2f}" for k, v in recorded.items()
+           if k in now and isinstance(v, (int, float)) and abs(now[k] - v) > METRIC_TOLERANCE]
+    if off:
+        view.notes.append(f"{feat}: recomputed metrics differ from the record ("
+                          + ", ".join(off) + "); the checkpoint or dataset may not be the "
+                          "ones the record was made with")
