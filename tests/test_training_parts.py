@@ -133,8 +133,8 @@ def test_local_imagenet_file_loads_strictly(tmp_path):
 def test_unknown_backbone_and_model_names():
     with pytest.raises(KeyError, match="valid: resnet18, resnet34, resnet50"):
         build_model(ModelConfig(backbone="vgg"), 3)
-    with pytest.raises(KeyError, match="valid: bnneck"):
-        build_model(ModelConfig(name="pcb"), 3)
+    with pytest.raises(KeyError, match="valid: bnneck, pcb, pcb_rpp"):
+        build_model(ModelConfig(name="osnet"), 3)
 
 
 def test_imagenet_weights_unavailable_is_a_clear_error(monkeypatch):

@@ -1,7 +1,8 @@
 """The training loop: P x K batches, AMP on CUDA, a checkpoint after every epoch, exact resume.
 
-Read ``fit`` top to bottom: restore (if resuming) -> for each epoch: build this epoch's sampler
-from (seed, epoch), train, step the lr, evaluate if due, checkpoint.
+Read ``fit`` top to bottom: restore (if resuming) -> for each epoch: tell the model the epoch
+(PCB-RPP switches its pooling at a set epoch), build this epoch's sampler from (seed, epoch),
+train, step the lr, evaluate if due, checkpoint.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.data import DataLoader
 
-from reid_core.config import RunConfig
+from reid_core.config import ConfigError, RunConfig
 from reid_core.data.base import ImageItem
 from reid_core.data.image_dataset import ImageDataset, cache_decoded
 from reid_core.data.sampler import RandomIdentitySampler
@@ -67,6 +68,10 @@ def fit(
     criterion = ReIDLoss(cfg.loss)
     history: list[dict[str, Any]] = []
     start_epoch = 0
+    switch = getattr(model, "rpp_start_epoch", None)
+    if switch is not None and switch >= cfg.optim.epochs:
+        raise ConfigError(f"model.options.rpp_start_epoch ({switch}) must be below optim.epochs "
+                          f"({cfg.optim.epochs}), or the RPP stage never starts")
 
     if resume and checkpoint.is_file():
         ckpt = read_checkpoint(checkpoint, expected_hash=cfg.config_hash())
@@ -85,6 +90,10 @@ def fit(
                         console=console, transient=True)
     with progress:
         for epoch in range(start_epoch, cfg.optim.epochs):
+            # Models whose structure changes during training (PCB-RPP) depend on the epoch
+            # number alone, so a resumed run switches at the same epoch as an unbroken one.
+            if hasattr(model, "set_epoch"):
+                model.set_epoch(epoch)
             gen = epoch_generator(cfg.seed, epoch)
             sampler = RandomIdentitySampler(train_items, cfg.data.batch_size,
                                             cfg.data.num_instances, generator=gen)
@@ -138,6 +147,9 @@ def _train_one_epoch(model, loader, optimizer, scaler, criterion, device, progre
             sums[k] = sums.get(k, 0.0) + v
         if out.logits is not None:
             correct += int((out.logits.argmax(1) == pids).sum())
+        elif out.part_logits:  # PCB: the mean over parts of each part classifier's hits
+            hits = sum(int((lg.argmax(1) == pids).sum()) for lg in out.part_logits)
+            correct += hits / len(out.part_logits)
         seen += len(pids)
         progress.update(task, advance=1, status=f"loss {loss_value:.3f}")
     n = max(len(loader), 1)
@@ -149,7 +161,7 @@ def _train_one_epoch(model, loader, optimizer, scaler, criterion, device, progre
 
 def _epoch_line(stats: dict[str, Any], epochs: int) -> str:
     parts = [f"epoch {stats['epoch']:>3}/{epochs}", f"loss {stats['loss']:.4f}"]
-    parts += [f"{k} {stats[k]:.4f}" for k in ("ce", "triplet") if k in stats]
+    parts += [f"{k} {stats[k]:.4f}" for k in ("ce", "triplet", "aux") if k in stats]
     parts += [f"acc {stats['train_acc']:.3f}", f"lr {stats['lr']:.2e}",
               f"{stats['time_s']:.1f}s", f"{stats['images_per_s']} img/s"]
     if stats.get("eval"):

@@ -24,6 +24,7 @@ class ResNetBackbone(nn.Module):
     """ResNet trunk (stem + 4 stages), without the ImageNet pooling and classifier.
 
     ``forward(x)``: (B, 3, H, W) -> (B, C, H/16, W/16) with last stride 1 (H/32 with 2).
+    ``forward_stages(x)``: every stage's output (after its hook), by stage name.
     ``stage_hooks``: optional modules applied after each stage (e.g. attention), by stage name.
     """
 
@@ -58,13 +59,30 @@ class ResNetBackbone(nn.Module):
         self.train(was_training)
         return shapes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Outputs of all four stages, each *after* its stage hook, from one pass.
+
+        (B, 3, H, W) -> ``{"layer1": (B, C1, H/4, W/4), ..., "layer4": (B, C4, H/16, W/16)}``
+        (last stride 1). Deep supervision reads the attention stages' outputs from here, so it
+        needs no second forward pass.
+        """
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        outputs = {}
         for name in STAGES:
             x = getattr(self, name)(x)
             if name in self.stage_hooks:
                 x = self.stage_hooks[name](x)
-        return x
+            outputs[name] = x
+        return outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_stages(x)["layer4"]
+
+    def trunk_parameters(self) -> list[nn.Parameter]:
+        """The ResNet's own parameters (stem + 4 stages), without the modules in
+        ``stage_hooks``: those are new layers and train at the full learning rate."""
+        hooks = {id(p) for p in self.stage_hooks.parameters()}
+        return [p for p in self.parameters() if id(p) not in hooks]
 
 
 _TORCHVISION: dict[str, tuple[Callable[..., tvm.ResNet], object]] = {
