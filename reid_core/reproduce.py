@@ -5,6 +5,7 @@ rows come from ``paper_tables/<table>.yaml`` (each names its config id); each co
 from ``configs/papers/<paper>.yaml``::
 
     profiles.paper  <-  profiles.<profile> (overrides)  <-  variants.<config id>
+                    <-  profiles.<profile>.variant_overrides.<config id>
                     <-  name, seed, dataset (command line)
 
 Finished runs are skipped and interrupted ones resume from their checkpoint, so re-running a
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from rich.console import Console
 from rich.table import Table
@@ -72,9 +74,16 @@ def build_row_config(
         raise ConfigError(f"{source}: profiles has no {profile!r} "
                           f"(known: {', '.join(raw['profiles'])})")
     merged = raw["profiles"]["paper"]
-    if profile != "paper":
-        merged = deep_merge(merged, raw["profiles"][profile])
+    over = dict(raw["profiles"][profile] or {}) if profile != "paper" else {}
+    # A profile may re-set keys that a variant sets (e.g. smoke's shorter RPP stage).
+    variant_overrides = over.pop("variant_overrides", {}) or {}
+    unknown = sorted(set(variant_overrides) - set(raw["variants"]))
+    if unknown:
+        raise ConfigError(f"{source}: profiles.{profile}.variant_overrides names unknown "
+                          f"variant(s) {', '.join(unknown)}")
+    merged = deep_merge(merged, over)
     merged = deep_merge(merged, raw["variants"][config_id] or {})
+    merged = deep_merge(merged, variant_overrides.get(config_id) or {})
     merged = deep_merge(merged, {"name": config_id, "seed": seed})
     if dataset is not None:
         merged = deep_merge(merged, {"data": {"dataset": dataset}})
@@ -154,8 +163,59 @@ def count_parameters_row(cfg: RunConfig, args: argparse.Namespace, console: Cons
     return record
 
 
-def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner = train_row) -> int:
-    """Run every reproducible row of ``table_id`` (x seeds) and write its report."""
+#: Identities in the Market-1501 training split: the classifier size of the cost models
+#: (the classifier is a negligible part of their cost).
+MARKET_TRAIN_IDS = 751
+
+
+def measure_cost_row(cfg: RunConfig, args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    """Build the row's model (random init) at its input size and measure memory per image and
+    inference FPS (:func:`reid_core.engine.cost.measure_model_cost`); nothing is trained.
+
+    Every invocation writes a new record (measurements vary run to run); the report takes the
+    median over records of a row.
+    """
+    from reid_core.engine.cost import measure_model_cost
+    from reid_core.models import build_model
+    from reid_core.results.records import RECORD_FORMAT, software_versions, utc_now, write_record
+    from reid_core.utils.device import resolve_device
+
+    device = resolve_device(args.device)
+    torch.manual_seed(cfg.seed)
+    model_cfg = dataclasses.replace(cfg.model, pretrained=None)  # cost needs no weights
+    size = (cfg.data.height, cfg.data.width)
+    model = build_model(model_cfg, MARKET_TRAIN_IDS, size)
+    cost = measure_model_cost(model, size, device)
+    stamp = utc_now()
+    record = {
+        "format_version": RECORD_FORMAT, "kind": "measurement",
+        "run_id": f"{cfg.name}-cost-{cfg.config_hash()}-{stamp.replace(':', '')}",
+        "config_name": cfg.name, "config_hash": cfg.config_hash(), "seed": cfg.seed,
+        "config": cfg.to_dict(), "dataset": {"name": "n/a", "classifier_classes": MARKET_TRAIN_IDS},
+        "input_size": list(size), "profile": args.profile, "device": device.describe(),
+        "versions": software_versions(), "finished_at": stamp,
+        "measurements": {"params": sum(p.numel() for p in model.parameters()), **cost},
+    }
+    write_record(Path(args.out), record)
+    mem = cost["memory_per_image_mb"]
+    console.print(f"{cfg.name}: train {mem['train']:.1f} MB/img, inference "
+                  f"{mem['inference']:.1f} MB/img, {cost['fps']['median']:.1f} FPS (median; "
+                  f"best {cost['fps']['best']:.1f})")
+    return record
+
+
+ReportWriter = Callable[[str, list[dict[str, Any]], Path], Path]
+
+
+def _metrics_report(table_id: str, records: list[dict[str, Any]], out_dir: Path,
+                    profile: str | None = None) -> Path:
+    return render_report(table_id, records, out_dir, profile=profile)
+
+
+def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner = train_row,
+         report: ReportWriter | None = None) -> int:
+    """Run every reproducible row of ``table_id`` (x seeds) and write its report
+    (``report(table_id, records, reports_dir)``; default: the metrics report)."""
     console = Console()
     table = load_table(table_id)
     args = build_parser(table_id, f"{table.paper} Table {table.table}: {table.caption}").parse_args(argv)
@@ -188,9 +248,12 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner = 
                           f"command to continue")
             return 2
     # Every run returns its record (a skipped run returns the existing one).
-    report = render_report(table_id, done, Path(args.out) / "reports", profile=args.profile)
+    if report is None:
+        path = _metrics_report(table_id, done, Path(args.out) / "reports", args.profile)
+    else:
+        path = report(table_id, done, Path(args.out) / "reports")
     console.print(_summary(table_id, done, time.perf_counter() - t0))
-    console.print(f"report: {report}")
+    console.print(f"report: {path}")
     return 0
 
 

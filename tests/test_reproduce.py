@@ -77,3 +77,40 @@ def test_script_runs_rows_through_the_core_and_reports(tmp_path):
     assert seen == [("rga_baseline", 0, "smoke"), ("rga_baseline", 1, "smoke"),
                     ("rga_sc", 0, "smoke"), ("rga_sc", 1, "smoke")]
     assert (tmp_path / "reports" / "rga_table4.md").is_file()
+
+
+CSA_TRAINED_TABLES = ("csa_table1", "csa_table2", "csa_table3", "csa_table4", "csa_table5")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "paper"])
+def test_every_csa_row_config_validates_and_matches_its_row(profile):
+    source, raw = load_paper_configs("CSA")
+    ids = sorted({cid for t in CSA_TRAINED_TABLES + ("csa_table6",) for cid in configs_for_table(t)})
+    for cid in ids:
+        cfg = build_row_config(raw, source, cid, profile, seed=0)
+        att = cfg.model.attention
+        assert cfg.model.name == ("pcb_rpp" if "rpp" in cid else "pcb"), cid
+        if "rpp" in cid:  # RPP starts at the first lr step, as in the paper (40 of 100)
+            assert cfg.model.options["rpp_start_epoch"] == cfg.optim.milestones[0], cid
+        if cid in ("csa_pcb", "csa_pcb_rpp"):
+            assert att is None
+            continue
+        assert att.name == ("sa" if cid.endswith("_sa") else "csa"), cid
+        assert att.deep_supervision == (not cid.endswith("_no_ds")), cid
+        expected_stages = {"stage1": ["layer1"], "stage23": ["layer2", "layer3"]}
+        assert att.stages == expected_stages.get(cid.rsplit("_", 1)[-1],
+                                                 ["layer1", "layer2", "layer3"]), cid
+        if att.name == "csa":
+            m = {"m8": 8, "m16": 16, "m64": 64}.get(cid.rsplit("_", 1)[-1], 32)
+            g = {"g1": 1, "g4": 4, "g8": 8}.get(cid.rsplit("_", 1)[-1], 2)
+            assert att.options == {"num_bases": m, "groups": g}, cid
+
+
+def test_csa_smoke_models_build_and_train_step():
+    source, raw = load_paper_configs("CSA")
+    x = torch.randn(2, 3, 96, 32)
+    for cid in ("csa_pcb_csa", "csa_pcb_rpp_sa"):
+        cfg = build_row_config(raw, source, cid, "smoke", seed=0)
+        model = build_model(cfg.model, 10, (cfg.data.height, cfg.data.width)).train()
+        out = model(x)
+        assert len(out.part_logits) == 6 and len(out.aux_logits) == 3, cid

@@ -1,0 +1,151 @@
+"""The cost report of a data table of memory and speed (CSA Table 6): measured vs published.
+
+Absolute memory and FPS depend on the machine, so the report lines up **ratios to the
+baseline row** (the paper's claim: "PCB+SA uses 242% of PCB's memory and 59% of its FPS"),
+next to the absolute values of both. The records are the ``kind: measurement`` records written
+by ``reid_core.reproduce.measure_cost_row``; their ``measurements`` mapping holds::
+
+    fps:                  {best, median, times_s: [...]}   # images/s from the min / median time
+    memory_per_image_mb:  {inference: MB, train: MB}        # see ``memory_method``
+    memory_method, batch_size, input_size, device, threads, repeats
+
+Both memory modes are reported because the paper does not say which it measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from reid_core.results.paper_tables import PaperTable, load_table  # noqa: E402
+from reid_core.utils.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+
+MEMORY_MODES = ("train", "inference")
+
+
+def _published(table: PaperTable, metric: str) -> dict[str, float | None]:
+    j = next(i for i, c in enumerate(table.columns) if c.metric == metric)
+    return {row.name: row.cells[j].value for row in table.rows}
+
+
+def _measured(records: Sequence[Mapping[str, Any]], config: str | None) -> list[Mapping[str, Any]]:
+    return [r["measurements"] for r in records
+            if config is not None and r.get("config_name") == config and "measurements" in r
+            and "fps" in r["measurements"]]
+
+
+def cost_frame(table: PaperTable, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One dict per table row: published memory/FPS and their ratios to the baseline row,
+    measured memory (train, inference) and FPS (median, best) and their ratios.
+    Several records of a row (e.g. repeated invocations) are combined by their median."""
+    pub_mem, pub_fps = _published(table, "memory_per_image"), _published(table, "fps")
+    rows = []
+    for row in table.rows:
+        ms = _measured(records, row.config)
+        entry: dict[str, Any] = {"row": row.name, "config": row.config, "n": len(ms),
+                                 "pub_memory": pub_mem[row.name], "pub_fps": pub_fps[row.name]}
+        if ms:
+            for mode in MEMORY_MODES:
+                vals = [m["memory_per_image_mb"][mode] for m in ms
+                        if m["memory_per_image_mb"].get(mode) is not None]
+                entry[f"memory_{mode}"] = median(vals) if vals else None
+            entry["fps_median"] = median(m["fps"]["median"] for m in ms)
+            entry["fps_best"] = median(m["fps"]["best"] for m in ms)
+        rows.append(entry)
+    base = next((e for e in rows if e["row"] == table.baseline_row), None)
+    for e in rows:
+        for key in ("pub_memory", "pub_fps", "memory_train", "memory_inference", "fps_median",
+                    "fps_best"):
+            num, den = e.get(key), (base or {}).get(key)
+            e[f"{key}_ratio"] = num / den if num is not None and den else None
+    return rows
+
+
+def _pct(x: float | None) -> str:
+    return "not run" if x is None else f"{100 * x:.0f}%"
+
+
+def _num(x: float | None, fmt: str = "{:.1f}") -> str:
+    return "not run" if x is None else fmt.format(x)
+
+
+def render_cost_report(table_id: str, records: Sequence[Mapping[str, Any]],
+                       out_dir: str | Path = Path("results/reports")) -> Path:
+    """Write ``<out_dir>/<table_id>.md`` and ``<table_id>_ratios.png``; return the Markdown path."""
+    table = load_table(table_id)
+    rows = cost_frame(table, records)
+    out_dir = Path(out_dir)
+    png = out_dir / f"{table_id}_ratios.png"
+    _plot_ratios(rows, table, png)
+    meta = next((r["measurements"] for r in records if "measurements" in r
+                 and "fps" in r["measurements"]), None)
+    lines = [f"# {table.paper} Table {table.table}: {table.caption}", ""]
+    if meta is None:
+        lines += ["No measurements yet: run `python reproduce/table6_csa.py`.", ""]
+    else:
+        h, w = meta["input_size"]
+        lines += [
+            f"- **Measured on:** {meta['device']} ({meta.get('threads', '?')} threads), "
+            f"input {h} x {w}, batch {meta['batch_size']}, {meta['repeats']} timed repeats "
+            f"after {meta.get('warmup', 1)} warm-up; random init (weights do not change cost).",
+            f"- **Memory:** {meta['memory_method']}",
+            "- **FPS:** images per second of an inference forward (`torch.no_grad`, eval mode) "
+            "at that batch: *median* from the median time over repeats, *best* from the "
+            "minimum time.",
+            "- **Published:** the paper does not state hardware, batch size, or whether memory "
+            "is measured in training or inference; compare the **ratios to PCB**, not the "
+            "absolute values.",
+            "",
+        ]
+    header = ["Row", "Published MB/img", "Published ratio", "Train MB/img", "Train ratio",
+              "Inference MB/img", "Inference ratio", "Published FPS", "Published ratio",
+              "FPS median (best)", "FPS ratio"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for e in rows:
+        lines.append("| " + " | ".join([
+            e["row"], _num(e["pub_memory"], "{:.2f}"), _pct(e["pub_memory_ratio"]),
+            _num(e.get("memory_train")), _pct(e.get("memory_train_ratio")),
+            _num(e.get("memory_inference")), _pct(e.get("memory_inference_ratio")),
+            _num(e["pub_fps"], "{:.2f}"), _pct(e["pub_fps_ratio"]),
+            ("not run" if e.get("fps_median") is None
+             else f"{e['fps_median']:.1f} ({e['fps_best']:.1f})"),
+            _pct(e.get("fps_median_ratio")),
+        ]) + " |")
+    lines += ["", f"![ratios to {table.baseline_row}]({png.name})", ""]
+    atomic_write_text(out_dir / f"{table_id}.md", "\n".join(lines))
+    return out_dir / f"{table_id}.md"
+
+
+def _plot_ratios(rows: list[dict[str, Any]], table: PaperTable, path: Path) -> None:
+    import io
+
+    labels = [e["row"].replace(" (Group Num = ", "\ng=").rstrip(")") for e in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    panels = [("Memory per image / PCB", [("published", "pub_memory_ratio"),
+                                          ("measured, train", "memory_train_ratio"),
+                                          ("measured, inference", "memory_inference_ratio")]),
+              ("FPS / PCB", [("published", "pub_fps_ratio"),
+                             ("measured (median)", "fps_median_ratio")])]
+    for ax, (title, series) in zip(axes, panels):
+        width = 0.8 / len(series)
+        for k, (name, key) in enumerate(series):
+            xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(rows))]
+            ys = [e.get(key) or 0.0 for e in rows]
+            ax.bar(xs, ys, width, label=name)
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_xticks(range(len(rows)), labels, fontsize=7)
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{table.paper} Table {table.table}: ratios to {table.baseline_row}")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,16 @@
+"""CSA (Chen et al., AAAI 2020) Table 3: Comparison of the models with different numbers of groups
+in CSA.
+
+The rows come from paper_tables/csa_table3.yaml, their configs from configs/papers/csa.yaml.
+Run with --help for the options.
+
+    python reproduce/table3_csa.py                       # smoke profile, synthetic data
+    python reproduce/table3_csa.py --data-root ~/datasets --profile paper --device cuda
+"""
+
+import sys
+
+from reid_core.reproduce import main
+
+if __name__ == "__main__":
+    sys.exit(main("csa_table3"))
