@@ -5,6 +5,7 @@ Commands:
     datasets  list the registered datasets, or summarise one (``--name X --data-root DIR``)
     report    published vs reproduced report of one paper table, from the run records
     visualize CMC curves and ranked-list images (PNG) of finished runs
+    evaluate  evaluate a finished run on another dataset (e.g. Market -> Partial-REID)
 """
 
 from __future__ import annotations
@@ -185,7 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--data-root", default=None,
                    help="dataset root (default: the one the run used, if it still exists)")
     v.set_defaults(func=_visualize)
+
+    e = sub.add_parser("evaluate", help="evaluate a finished run on another dataset",
+                       description="Load RUN's checkpoint and evaluate it on --dataset with the "
+                                   "run's eval settings; writes <runs>/../evaluations/"
+                                   "<run_id>--on--<dataset>.json (e.g. DAAF Table 3: a Market "
+                                   "model on partial-reid / partial-ilids, ranks 1 and 3).")
+    e.add_argument("run", metavar="RUN", help="run id (or unique prefix) or run record path")
+    e.add_argument("--dataset", required=True, help="target dataset (registry name)")
+    e.add_argument("--data-root", default=None, help="target dataset root")
+    e.add_argument("--runs", default="results/runs", help="directory of run records")
+    e.add_argument("--ranks", type=int, nargs="+", default=None,
+                   help="CMC ranks to report (default: the run's eval.ranks)")
+    e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    e.set_defaults(func=_evaluate)
     return parser
+
+
+def _evaluate(args: argparse.Namespace, console: Console) -> int:
+    from reid_core.cross_eval import evaluate_run_on
+
+    evaluate_run_on(args.run, args.dataset, data_root=args.data_root, runs_dir=args.runs,
+                    ranks=args.ranks, device=args.device, console=console)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

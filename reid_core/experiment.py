@@ -23,7 +23,8 @@ from reid_core.metrics.evaluator import RetrievalEvaluator
 from reid_core.models import WeightMismatchError, build_model
 from reid_core.results.records import (
     RECORD_FORMAT, command_line, find_record, software_versions, utc_now, write_record)
-from reid_core.utils.device import peak_memory_mb, reset_peak_memory, resolve_device
+from reid_core.utils.device import (
+    DeviceSettings, peak_memory_mb, reset_peak_memory, resolve_device)
 from reid_core.utils.seed import make_deterministic, seed_everything
 
 
@@ -110,7 +111,7 @@ def run_experiment(
         console.print("[yellow]note[/]: backbone starts from random init (model.pretrained: null)")
 
     model = build_model(cfg.model, data.num_train_pids, (cfg.data.height, cfg.data.width))
-    evaluator = RetrievalEvaluator(data.query, data.gallery, cfg.data, cfg.eval, settings)
+    evaluator = build_evaluator(data, cfg, settings)
     started, t0 = utc_now(), time.perf_counter()
     resumed_from = _checkpoint_epoch(paths.checkpoint) if resume else None
     history = fit(model, data.train, cfg, settings, paths.checkpoint, resume=resume,
@@ -155,12 +156,20 @@ def _checkpoint_epoch(path: Path) -> int | None:
     return int(read_checkpoint(path)["epoch"])
 
 
+def build_evaluator(data: ReIDData, cfg: RunConfig, settings: DeviceSettings) -> RetrievalEvaluator:
+    """The evaluator of ``data``'s protocol (CUHK03 classic or Market-style), with its
+    gt_bbox images for multi-query; the classic protocol's gallery sampling uses the run seed."""
+    return RetrievalEvaluator(data.query, data.gallery, cfg.data, cfg.eval, settings,
+                              gt_bbox=data.extras.get("gt_bbox"),
+                              protocol=data.extras.get("protocol", "market"), seed=cfg.seed)
+
+
 def summary_table(record: dict[str, Any]) -> Table:
     """A readable table of a record's final metrics."""
     table = Table(title=f"{record['run_id']}  ({record['dataset']['name']}, "
                         f"{record['wall_time_s']:.0f} s, seed {record['seed']})")
     final = record["final"]
-    metrics = list(next(iter(final.values())))
+    metrics = [k for k, v in next(iter(final.values())).items() if isinstance(v, (int, float))]
     table.add_column("feature")
     for m in metrics:
         table.add_column(m, justify="right")

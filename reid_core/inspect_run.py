@@ -20,14 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch.nn.functional as F
+import torch
 
 from reid_core.config import RunConfig, config_from_dict
 from reid_core.data.base import ImageItem
 from reid_core.engine.checkpoint import read_checkpoint
-from reid_core.experiment import RunPaths, load_data
-from reid_core.metrics.distance import compute_distance_matrix
-from reid_core.metrics.evaluator import RetrievalEvaluator
+from reid_core.experiment import RunPaths, build_evaluator, load_data
 from reid_core.metrics.rank import evaluate_rank
 from reid_core.models import build_model, load_state_strict
 from reid_core.results.records import read_record
@@ -232,17 +230,14 @@ def _recompute(view: RunView, data_root: str | Path | None, device: str) -> None
         view.notes.append(f"checkpoint {view.checkpoint} is from epoch {ckpt.get('epoch')} of "
                           f"{cfg.optim.epochs} (an unfinished re-run?); figures show that model")
     ev = cfg.eval
-    if getattr(ev, "query_mode", "single") != "single" or getattr(ev, "rerank", False):
-        view.notes.append("the run used multi-query / re-ranking; the figures use plain "
-                          "single-query distances")
-
-    evaluator = RetrievalEvaluator(data.query, data.gallery, cfg.data, ev, settings)
-    (qf, q_pids, q_cams), (gf, g_pids, g_cams) = evaluator.features(model)
-    for feat in dict.fromkeys([view.feature, *ev.features]):
-        q, g = qf[feat], gf[feat]
-        if ev.normalize:  # as RetrievalEvaluator.__call__ does
-            q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
-        dist = compute_distance_matrix(q, g, ev.distance).numpy()
+    if view.feature not in ev.features:
+        raise ValueError(f"--feature {view.feature}: run {record['run_id']} evaluated "
+                         f"{', '.join(ev.features)} (eval.features)")
+    # The evaluator's own distances: multi-query pooling and re-ranking included, as evaluated.
+    evaluator = build_evaluator(data, cfg, settings)
+    dists, (q_pids, g_pids, q_cams, g_cams) = evaluator.distances(model)
+    for feat, dist in dists.items():
+        dist = dist.numpy() if isinstance(dist, torch.Tensor) else np.asarray(dist)
         cmc, m_ap = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams,
                                   max_rank=CMC_MAX_RANK, ap_mode=ev.ap_mode)
         view.cmc[feat] = [round(100 * float(v), 4) for v in cmc]

@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parents[1] / "reid_core"
 LAYERS = {
     "utils": 0, "config": 0,
     "data": 1, "models": 2, "losses": 3, "engine": 4, "metrics": 5, "results": 6,
-    "experiment": 7, "inspect_run": 7, "reproduce": 8, "regression": 9, "cli": 9, "__main__": 9,
+    "experiment": 7, "inspect_run": 7, "cross_eval": 7, "reproduce": 8, "regression": 9, "cli": 9, "__main__": 9,
 }
 
 

@@ -1,10 +1,25 @@
-"""Retrieval evaluation of a model on a query/gallery split: features -> distances -> CMC/mAP."""
+"""Retrieval evaluation of a model on a query/gallery split: features -> distances -> metrics.
+
+One pipeline for every protocol the papers use, each step chosen by the config (``eval.*``)
+or the dataset:
+
+1. features of query and gallery images (pre-/post-BN, optional flip averaging, optional L2);
+2. ``eval.query_mode`` ``multi_mean`` / ``multi_max``: each query feature is replaced by the
+   pool of the features of its ``gt_bbox`` images (Market-1501 multi-query,
+   :mod:`reid_core.metrics.multi_query`);
+3. distances (``eval.distance``); with ``eval.rerank`` the k-reciprocal re-ranked distances
+   (:func:`reid_core.metrics.rerank.re_ranking`, base distance = ``eval.distance``);
+4. the dataset's protocol: ``market`` (every dataset but CUHK03 classic; CMC, mAP, mINP via
+   :func:`reid_core.metrics.rank.evaluate_rank_metrics`) or ``cuhk03_classic`` (single-shot CMC
+   with repeated gallery sampling, seeded; no mAP).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import torch
+import numpy as np
 import torch.nn.functional as F
 from torch import nn
 
@@ -13,42 +28,101 @@ from reid_core.data.base import ImageItem
 from reid_core.data.image_dataset import ImageDataset, cache_decoded
 from reid_core.data.transforms import build_test_transform
 from reid_core.engine.features import extract_features
+from reid_core.metrics.cuhk03_classic import evaluate_cuhk03_classic
 from reid_core.metrics.distance import compute_distance_matrix
-from reid_core.metrics.rank import evaluate_rank
+from reid_core.metrics.multi_query import MultiQueryError, pool_multi_query
+from reid_core.metrics.rank import evaluate_rank_metrics
+from reid_core.metrics.rerank import re_ranking
 from reid_core.utils.device import DeviceSettings
+
+PROTOCOLS = ("market", "cuhk03_classic")
+#: Ranks of the CMC curve stored in a record (``final[feature]["CMC"]``, percent).
+CMC_CURVE_RANKS = 50
 
 
 class RetrievalEvaluator:
-    """Evaluate a model under the Market-1501 single-query protocol.
+    """Evaluate a model on one query/gallery split.
 
-    Calling it returns ``{feature: {"R1": ..., "R5": ..., "mAP": ...}}`` in **percent**, one
-    entry per feature in ``eval_cfg.features`` (``before_bn`` / ``after_bn``).
+    Calling it returns ``{feature: {"R1": ..., "R5": ..., "mAP": ..., "mINP": ..., "CMC": [...]}}``
+    in **percent**, one entry per feature in ``eval_cfg.features`` (``before_bn`` /
+    ``after_bn``). ``CMC`` is the curve at ranks 1..50. Under the CUHK03 classic protocol
+    there is no mAP / mINP.
+
+    Args:
+        gt_bbox: the dataset's ``gt_bbox`` items, needed when ``eval_cfg.query_mode`` is a
+            multi-query mode.
+        protocol: ``"market"`` or ``"cuhk03_classic"`` (``ReIDData.extras["protocol"]``).
+        seed: seeds the gallery sampling of the CUHK03 classic protocol.
     """
 
     def __init__(self, query: Sequence[ImageItem], gallery: Sequence[ImageItem],
-                 data_cfg: DataConfig, eval_cfg: EvalConfig, device: DeviceSettings) -> None:
+                 data_cfg: DataConfig, eval_cfg: EvalConfig, device: DeviceSettings, *,
+                 gt_bbox: Sequence[ImageItem] | None = None, protocol: str = "market",
+                 seed: int = 0) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown evaluation protocol {protocol!r}; valid: {PROTOCOLS}")
+        multi = eval_cfg.query_mode != "single"
+        if multi and not gt_bbox:
+            raise MultiQueryError(
+                f"eval.query_mode {eval_cfg.query_mode!r} needs the dataset's gt_bbox/ images "
+                f"(Market-1501 layout: <root>/gt_bbox/); dataset {data_cfg.dataset!r} has none")
         tf = build_test_transform(data_cfg)
         workers = data_cfg.workers
         self.query = ImageDataset(query, tf, cache=cache_decoded(len(query), workers))
         self.gallery = ImageDataset(gallery, tf, cache=cache_decoded(len(gallery), workers))
+        self.gt_bbox = ImageDataset(gt_bbox, tf, cache=False) if multi else None
         self.cfg, self.device, self.workers = eval_cfg, device, data_cfg.workers
+        self.protocol, self.seed = protocol, seed
 
     def features(self, model: nn.Module):
-        kw = dict(device=self.device, batch_size=self.cfg.batch_size, flip=self.cfg.flip,
-                  workers=self.workers)
-        return extract_features(model, self.query, **kw), extract_features(model, self.gallery, **kw)
+        """``((qf, q_pids, q_cams), (gf, g_pids, g_cams))``, features as ``{name: (n, D)}``."""
+        return self._extract(model, self.query), self._extract(model, self.gallery)
 
-    def __call__(self, model: nn.Module) -> dict[str, dict[str, float]]:
+    def _extract(self, model: nn.Module, dataset: ImageDataset):
+        return extract_features(model, dataset, device=self.device,
+                                batch_size=self.cfg.batch_size, flip=self.cfg.flip,
+                                workers=self.workers)
+
+    def distances(self, model: nn.Module) -> tuple[dict[str, Any], tuple[np.ndarray, ...]]:
+        """``({feature: (Q, G) distances}, (q_pids, g_pids, q_cams, g_cams))`` after steps 1-3
+        of the module docstring (what the metrics and the ranked-list figures rank)."""
         (qf, q_pids, q_cams), (gf, g_pids, g_cams) = self.features(model)
-        max_rank = max(self.cfg.ranks)
-        out: dict[str, dict[str, float]] = {}
+        mq = self._extract(model, self.gt_bbox) if self.gt_bbox is not None else None
+        out = {}
         for name in self.cfg.features:
             q, g = qf[name], gf[name]
             if self.cfg.normalize:
                 q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
-            dist = compute_distance_matrix(q, g, self.cfg.distance)
-            cmc, mAP = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams,
-                                     max_rank=max_rank, ap_mode=self.cfg.ap_mode)
+            if mq is not None:
+                # With eval.normalize, each gt_bbox feature is L2-normalised, pooled, and the
+                # pool normalised again (the Market MATLAB rule); without, raw features pool.
+                q = pool_multi_query(q, q_pids, q_cams, mq[0][name], mq[1], mq[2],
+                                     mode=self.cfg.query_mode.removeprefix("multi_"),
+                                     normalize=self.cfg.normalize)
+            if self.cfg.rerank:
+                out[name] = re_ranking(q, g, self.cfg.rerank_k1, self.cfg.rerank_k2,
+                                       self.cfg.rerank_lambda, base=self.cfg.distance)
+            else:
+                out[name] = compute_distance_matrix(q, g, self.cfg.distance)
+        ids = tuple(np.asarray(a) for a in (q_pids, g_pids, q_cams, g_cams))
+        return out, ids
+
+    def __call__(self, model: nn.Module) -> dict[str, dict[str, Any]]:
+        dists, (q_pids, g_pids, q_cams, g_cams) = self.distances(model)
+        max_rank = max(max(self.cfg.ranks), CMC_CURVE_RANKS)
+        out: dict[str, dict[str, Any]] = {}
+        for name, dist in dists.items():
+            if self.protocol == "cuhk03_classic":
+                cmc = evaluate_cuhk03_classic(dist, q_pids, g_pids, q_cams, g_cams,
+                                              max_rank=max_rank, seed=self.seed)
+                extra: dict[str, float] = {}
+            else:
+                m = evaluate_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams,
+                                          max_rank=max_rank, ap_mode=self.cfg.ap_mode)
+                cmc = m.cmc
+                extra = {"mAP": round(100 * m.mAP, 4), "mINP": round(100 * m.mINP, 4)}
+            cmc = np.asarray(cmc, dtype=np.float64)
             out[name] = {**{f"R{r}": round(100 * float(cmc[r - 1]), 4) for r in self.cfg.ranks},
-                         "mAP": round(100 * mAP, 4)}
+                         **extra,
+                         "CMC": [round(100 * float(c), 2) for c in cmc[:CMC_CURVE_RANKS]]}
         return out

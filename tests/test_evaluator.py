@@ -1,0 +1,102 @@
+"""The evaluation pipeline: protocol, multi-query, re-ranking and the stored metrics agree with
+the metric functions applied by hand to the same features."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reid_core.config import DataConfig, EvalConfig, ModelConfig
+from reid_core.data import build_dataset
+from reid_core.metrics import compute_distance_matrix, evaluate_rank_metrics, re_ranking
+from reid_core.metrics.cuhk03_classic import evaluate_cuhk03_classic
+from reid_core.metrics.evaluator import RetrievalEvaluator
+from reid_core.metrics.multi_query import MultiQueryError, pool_multi_query
+from reid_core.models import build_model
+from reid_core.utils.device import resolve_device
+
+DATA = DataConfig(dataset="synthetic-tiny", height=64, width=32)
+
+
+@pytest.fixture(scope="module")
+def setup(synthetic_cache):
+    torch.manual_seed(0)
+    data = build_dataset("synthetic-tiny", synthetic_cache)
+    model = build_model(ModelConfig(backbone="resnet18"), 5, (64, 32)).eval()
+    return data, model
+
+
+def _evaluator(data, protocol="market", **eval_kw):
+    ev = EvalConfig(features=["after_bn"], **eval_kw)
+    return RetrievalEvaluator(data.query, data.gallery, DATA, ev, resolve_device("cpu"),
+                              gt_bbox=data.extras.get("gt_bbox"), protocol=protocol, seed=3)
+
+
+def _by_hand(data, model, ev: RetrievalEvaluator):
+    (qf, qp, qc), (gf, gp, gc) = ev.features(model)
+    q, g = F.normalize(qf["after_bn"], dim=1), F.normalize(gf["after_bn"], dim=1)
+    return q, g, np.asarray(qp), np.asarray(gp), np.asarray(qc), np.asarray(gc)
+
+
+def test_market_metrics_and_curve(setup):
+    data, model = setup
+    ev = _evaluator(data)
+    got = ev(model)["after_bn"]
+    q, g, qp, gp, qc, gc = _by_hand(data, model, ev)
+    m = evaluate_rank_metrics(compute_distance_matrix(q, g, "euclidean"), qp, gp, qc, gc)
+    assert got["R1"] == pytest.approx(100 * m.cmc[0], abs=1e-3)
+    assert got["mAP"] == pytest.approx(100 * m.mAP, abs=1e-3)
+    assert got["mINP"] == pytest.approx(100 * m.mINP, abs=1e-3)
+    assert got["CMC"] == [round(100 * float(c), 2) for c in m.cmc[:50]]
+
+
+@pytest.mark.parametrize("mode", ["mean", "max"])
+def test_multi_query_pools_gt_bbox_features(setup, mode):
+    data, model = setup
+    ev = _evaluator(data, query_mode=f"multi_{mode}")
+    got = ev(model)["after_bn"]
+    q, g, qp, gp, qc, gc = _by_hand(data, model, ev)
+    mf, mp, mc = ev._extract(model, ev.gt_bbox)
+    pooled = pool_multi_query(q, qp, qc, mf["after_bn"], mp, mc, mode=mode, normalize=True)
+    m = evaluate_rank_metrics(compute_distance_matrix(pooled, g, "euclidean"), qp, gp, qc, gc)
+    assert got["mAP"] == pytest.approx(100 * m.mAP, abs=1e-3)
+    single = _evaluator(data)(model)["after_bn"]
+    assert got["mAP"] != single["mAP"]  # the pooling did change the queries
+
+
+def test_multi_query_without_gt_bbox_is_a_clear_error(setup):
+    data, _ = setup
+    with pytest.raises(MultiQueryError, match="gt_bbox"):
+        RetrievalEvaluator(data.query, data.gallery, DATA, EvalConfig(query_mode="multi_mean"),
+                           resolve_device("cpu"), gt_bbox=None)
+
+
+def test_rerank_uses_the_eval_distance_as_base(setup):
+    data, model = setup
+    ev = _evaluator(data, rerank=True, rerank_k1=5, rerank_k2=3, rerank_lambda=0.4)
+    got = ev(model)["after_bn"]
+    q, g, qp, gp, qc, gc = _by_hand(data, model, ev)
+    dist = re_ranking(q, g, 5, 3, 0.4, base="euclidean")
+    m = evaluate_rank_metrics(dist, qp, gp, qc, gc)
+    assert got["mAP"] == pytest.approx(100 * m.mAP, abs=1e-3)
+
+
+def test_cuhk03_classic_protocol_is_seeded_cmc_without_map(setup):
+    data, model = setup
+    ev = _evaluator(data, protocol="cuhk03_classic")
+    got = ev(model)["after_bn"]
+    assert "mAP" not in got and "mINP" not in got
+    q, g, qp, gp, qc, gc = _by_hand(data, model, ev)
+    cmc = evaluate_cuhk03_classic(compute_distance_matrix(q, g, "euclidean"), qp, gp, qc, gc,
+                                  max_rank=50, seed=3)
+    assert got["R1"] == pytest.approx(100 * cmc[0], abs=1e-3)
+    assert got == ev(model)["after_bn"]  # same seed, same sampling
+
+
+def test_unknown_protocol(setup):
+    data, _ = setup
+    with pytest.raises(ValueError, match="protocol"):
+        _evaluator(data, protocol="viper")
