@@ -198,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--runs", default="results/runs", help="directory of run records")
     e.add_argument("--ranks", type=int, nargs="+", default=None,
                    help="CMC ranks to report (default: the run's eval.ranks)")
+    e.add_argument("--query-mode", default=None, choices=("single", "multi_mean", "multi_max"),
+                   help="override eval.query_mode (multi-query needs the dataset's gt_bbox/)")
+    e.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=None,
+                   help="k-reciprocal re-ranking on / off (default: as the run)")
     e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     e.set_defaults(func=_evaluate)
     return parser
@@ -207,7 +211,8 @@ def _evaluate(args: argparse.Namespace, console: Console) -> int:
     from reid_core.cross_eval import evaluate_run_on
 
     evaluate_run_on(args.run, args.dataset, data_root=args.data_root, runs_dir=args.runs,
-                    ranks=args.ranks, device=args.device, console=console)
+                    ranks=args.ranks, query_mode=args.query_mode, rerank=args.rerank,
+                    device=args.device, console=console)
     return 0
 
 

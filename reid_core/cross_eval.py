@@ -3,11 +3,11 @@
 DAAF Table 3 evaluates a model trained on Market-1501 on Partial-REID and Partial-iLIDS; the
 same applies to any transfer setting (Market -> Duke, ...). The run's checkpoint is loaded
 strictly, the run's own eval settings are used (features, distance, normalisation, flip,
-AP formula), with two exceptions the user may set: the ranks reported (DAAF: 1 and 3) and the
-protocol of the target dataset (CUHK03 classic when the target is a classic split). The result
+AP formula), except what the user sets: the ranks reported (DAAF: 1 and 3), multi-query and
+re-ranking; the protocol is the target dataset's (CUHK03 classic for a classic split). The result
 is an ``evaluation`` record next to the run records::
 
-    <out>/evaluations/<run_id>--on--<dataset>.json
+    <out>/evaluations/<run_id>--on--<dataset>[--multi_mean|--multi_max][--rerank].json
 
     python -m reid_core evaluate RUN --dataset partial-reid --data-root ~/datasets --ranks 1 3
 """
@@ -34,9 +34,14 @@ from reid_core.utils.io import atomic_write_json
 
 def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | None = None,
                     runs_dir: str | Path = "results/runs", ranks: list[int] | None = None,
+                    query_mode: str | None = None, rerank: bool | None = None,
                     device: str = "auto", console: Console | None = None) -> dict[str, Any]:
     """Evaluate the trained ``run`` (record path, run id or unique prefix) on ``dataset``;
-    write and return the evaluation record (metrics in percent, as in run records)."""
+    write and return the evaluation record (metrics in percent, as in run records).
+
+    ``ranks``, ``query_mode`` (``eval.query_mode``) and ``rerank`` (``eval.rerank``, with the
+    run's k1/k2/lambda) override the run's eval settings when given; ``dataset`` may be the
+    run's own (e.g. to add multi-query or re-ranked numbers to a finished run)."""
     console = console or Console()
     record_path = resolve_run(run, runs_dir)
     record = read_record(record_path)
@@ -55,7 +60,10 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
     model.to(settings.device)
 
     target = build_dataset(dataset, resolve_dataset_root(dataset, data_root))
-    eval_cfg = dataclasses.replace(cfg.eval, ranks=list(ranks or cfg.eval.ranks))
+    eval_cfg = dataclasses.replace(
+        cfg.eval, ranks=list(ranks or cfg.eval.ranks),
+        query_mode=query_mode or cfg.eval.query_mode,
+        rerank=cfg.eval.rerank if rerank is None else rerank)
     run_cfg = dataclasses.replace(cfg, eval=eval_cfg,
                                   data=dataclasses.replace(cfg.data, dataset=dataset))
     console.print(f"[bold]{record['run_id']}[/] (trained on {record['dataset']['name']}) "
@@ -73,7 +81,10 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
         "wall_time_s": round(time.perf_counter() - t0, 2), "metrics_unit": "percent",
         "final": final,
     }
-    path = record_path.parent.parent / "evaluations" / f"{record['run_id']}--on--{target.name}.json"
+    tags = "".join(f"--{t}" for t, on in ((eval_cfg.query_mode, eval_cfg.query_mode != "single"),
+                                            ("rerank", eval_cfg.rerank)) if on)
+    path = (record_path.parent.parent / "evaluations"
+            / f"{record['run_id']}--on--{target.name}{tags}.json")
     atomic_write_json(path, out)
     for feat, vals in final.items():
         shown = "  ".join(f"{k} {v:.2f}" for k, v in vals.items() if isinstance(v, float))

@@ -348,3 +348,20 @@ def test_evaluate_cli_on_a_partial_set(tiny_run, synthetic_cache, capsys, wide_c
     cmc, m_ap = evaluate_rank(dist.numpy(), qp, gp, qc, gc, max_rank=3)
     assert ev["final"]["after_bn"]["R3"] == pytest.approx(100 * cmc[2], abs=1e-3)
     assert ev["final"]["after_bn"]["mAP"] == pytest.approx(100 * m_ap, abs=1e-3)
+
+
+def test_evaluate_cli_overrides_query_mode_and_rerank(tiny_run, synthetic_cache, capsys,
+                                                     wide_console):
+    out, record = tiny_run
+    base = ["evaluate", "tinyviz-seed5", "--runs", str(out / "runs"), "--dataset",
+            "synthetic-tiny", "--data-root", str(synthetic_cache), "--device", "cpu"]
+    assert cli_main(base) == 0, _output(capsys)
+    assert cli_main([*base, "--query-mode", "multi_max", "--rerank"]) == 0, _output(capsys)
+    plain = json.loads((out / "evaluations" /
+                        f"{record['run_id']}--on--synthetic-tiny.json").read_text())
+    tagged = json.loads((out / "evaluations" /
+                         f"{record['run_id']}--on--synthetic-tiny--multi_max--rerank.json")
+                        .read_text())
+    assert plain["final"] == record["final"]  # same data, same settings: the run's own numbers
+    assert tagged["eval"]["query_mode"] == "multi_max" and tagged["eval"]["rerank"] is True
+    assert tagged["final"]["after_bn"]["mAP"] != plain["final"]["after_bn"]["mAP"]
