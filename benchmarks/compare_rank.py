@@ -69,6 +69,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from process_memory import reset_peak_rss, status_kb  # noqa: E402
 from synthetic_features import MARKET, MSMT17, ProblemSize, make_problem  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,32 +148,15 @@ IMPLEMENTATIONS: dict[str, Callable] = {
 # ---------------------------------------------------------------------------------------------
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def peak_call(fn: Callable[[], object]) -> tuple[object, float, str]:
     """(result, extra peak resident MB of the call, method)."""
     gc.collect()
-    reset = _reset_peak()
-    base_kb = _status_kb("VmRSS")
+    reset = reset_peak_rss()
+    base_kb = status_kb("VmRSS")
     ru_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = fn()
     if reset:
-        return result, (_status_kb("VmHWM") - base_kb) / 1024, "VmHWM-reset"
+        return result, (status_kb("VmHWM") - base_kb) / 1024, "VmHWM-reset"
     # ru_maxrss is a lifetime high-water mark: a lower bound when an earlier peak hides it.
     ru_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return result, max(ru_after - max(ru_before, base_kb), 0) / 1024, "ru_maxrss"

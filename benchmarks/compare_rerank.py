@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from process_memory import reset_peak_rss, status_kb  # noqa: E402
 from synthetic_features import MARKET, MSMT17, ProblemSize, make_problem  # noqa: E402
 
 from reid_core.metrics.distance import compute_distance_matrix  # noqa: E402
@@ -205,25 +206,6 @@ IMPLS = {"dense-ranklist": dense_ranklist, "dense-ranklist-stable": dense_rankli
 # ---------------------------------------------------------------------------------------------
 # fresh-process worker
 # ---------------------------------------------------------------------------------------------
-
-
-def status_kb(field: str) -> int:
-    """A ``/proc/self/status`` memory field (VmRSS, VmHWM, ...) in KiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def reset_peak_rss() -> bool:
-    """Sets VmHWM (peak RSS) to the current RSS (Linux >= 4.0); False if not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def worker(impl: str, size: ProblemSize, out_path: str | None) -> dict:

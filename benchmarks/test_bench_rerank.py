@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from compare_rerank import reset_peak_rss, status_kb
+from process_memory import reset_peak_rss, status_kb
 from synthetic_features import MARKET, MSMT17, ProblemSize, make_problem
 
 from reid_core.metrics.rerank import re_ranking
