@@ -119,8 +119,25 @@ def render_cost_report(table_id: str, records: Sequence[Mapping[str, Any]],
             _pct(e.get("fps_median_ratio")),
         ]) + " |")
     lines += ["", f"![ratios to {table.baseline_row}]({png.name})", ""]
+    lines += _raw_peaks(table, records)
     atomic_write_text(out_dir / f"{table_id}.md", "\n".join(lines))
     return out_dir / f"{table_id}.md"
+
+
+def _raw_peaks(table: PaperTable, records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The raw peaks behind the marginal numbers (first record of each row), for readers who
+    prefer "peak at batch n / n" or want to check the subtraction."""
+    out = ["## Raw peaks (MB) behind the per-image numbers", "",
+           "| Row | mode | peak at batch B | peak at batch 2B | peak(2B) / 2B |", "|---|---|---:|---:|---:|"]
+    for row in table.rows:
+        ms = _measured(records, row.config)
+        if not ms or "peak_mb" not in ms[0]:
+            continue
+        for mode, peaks in ms[0]["peak_mb"].items():
+            (b, small), (b2, large) = sorted(peaks.items(), key=lambda kv: int(kv[0]))
+            out.append(f"| {row.name} | {mode} | {small:.1f} (B = {b}) | {large:.1f} (2B = {b2}) "
+                       f"| {large / int(b2):.1f} |")
+    return out + [""] if len(out) > 4 else []
 
 
 def _plot_ratios(rows: list[dict[str, Any]], table: PaperTable, path: Path) -> None:
