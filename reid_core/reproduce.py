@@ -31,7 +31,7 @@ from rich.table import Table
 from reid_core.config import ConfigError, RunConfig, config_from_dict
 from reid_core.experiment import USER_ERRORS, describe_error, run_experiment
 from reid_core.results.paper_tables import PaperTable, configs_for_table, load_table
-from reid_core.results.report import render_report
+from reid_core.results.report import load_records, render_report
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS_DIR = REPO / "configs" / "papers"
@@ -247,11 +247,16 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner = 
             console.print(f"{len(done)} of {len(configs)} run(s) finished; re-run the same "
                           f"command to continue")
             return 2
-    # Every run returns its record (a skipped run returns the existing one).
+    # The report covers every record in <out>/runs (earlier invocations, e.g. other seeds, too);
+    # the report itself picks the table's configs and sets aside superseded recipes.
+    runs_dir = Path(args.out) / "runs"
+    records = load_records(runs_dir) if runs_dir.is_dir() else []
+    known = {r["run_id"] for r in records}
+    records += [r for r in done if r["run_id"] not in known]
     if report is None:
-        path = _metrics_report(table_id, done, Path(args.out) / "reports", args.profile)
+        path = _metrics_report(table_id, records, Path(args.out) / "reports", args.profile)
     else:
-        path = report(table_id, done, Path(args.out) / "reports")
+        path = report(table_id, records, Path(args.out) / "reports")
     console.print(_summary(table_id, done, time.perf_counter() - t0))
     console.print(f"report: {path}")
     return 0
