@@ -96,7 +96,7 @@ def test_record_contents_skip_and_force(tmp_path, synthetic_cache):
     assert on_disk["peak_memory"]["host_rss_peak_mb"] > 0
     for feat in ("after_bn", "before_bn"):
         vals = on_disk["final"][feat]
-        assert set(vals) == {"R1", "R5", "mAP"}
+        assert set(vals) == {"R1", "R5", "mAP", "mINP", "CMC"} and len(vals["CMC"]) == 50
         assert 0 <= vals["R1"] <= vals["R5"] <= 100 and 0 <= vals["mAP"] <= 100
     mtime = path.stat().st_mtime_ns
     again = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
