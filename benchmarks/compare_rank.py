@@ -73,7 +73,10 @@ from process_memory import reset_peak_rss, status_kb  # noqa: E402
 from synthetic_features import MARKET, MSMT17, ProblemSize, make_problem  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = {"market": MARKET, "msmt17": MSMT17}
+#: name -> (size, feature noise). "market-random": noise so large that features carry no
+#: identity (R1 at chance): most gallery items precede a query's last true match, the fast
+#: evaluator's worst case.
+SIZES = {"market": (MARKET, 1.5), "market-random": (MARKET, 1000.0), "msmt17": (MSMT17, 1.5)}
 FIELDS = [
     "size", "implementation", "rounds", "wall_min_s", "wall_median_s", "cpu_per_wall",
     "peak_mb", "memory_method", "R1", "mAP", "abs_dmAP_vs_numba", "speedup_vs_cython",
@@ -214,13 +217,14 @@ def run_worker(impl: str, data_dir: Path, rounds: int, first_call: bool = False,
 # ---------------------------------------------------------------------------------------------
 
 
-def write_problem(size: ProblemSize, data_dir: Path, block: int = 1024) -> tuple[int, int]:
+def write_problem(size: ProblemSize, noise: float, data_dir: Path,
+                  block: int = 1024) -> tuple[int, int]:
     """Distance matrix (float32, computed in query blocks) and ids of ``size`` to data_dir."""
     import torch
 
     from reid_core.metrics import compute_distance_matrix
 
-    problem = make_problem(size)
+    problem = make_problem(size, noise=noise)
     gf = torch.from_numpy(problem.gf)
     dist = np.empty((len(problem.qf), len(problem.gf)), dtype=np.float32)
     for start in range(0, len(problem.qf), block):
@@ -238,11 +242,11 @@ def write_problem(size: ProblemSize, data_dir: Path, block: int = 1024) -> tuple
 
 
 def measure_size(name: str, rounds: dict[str, int], cy_dir: str | None) -> list[dict]:
-    size = SIZES[name]
+    size, noise = SIZES[name]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix=f"rank_bench_{name}_") as tmp:
         data_dir = Path(tmp)
-        shape = write_problem(size, data_dir)
+        shape = write_problem(size, noise, data_dir)
         print(f"[{name}] distmat {shape} float32 written", flush=True)
         for impl, n in rounds.items():
             if impl == "torchreid cython" and not cy_dir:
@@ -365,7 +369,13 @@ def main(argv: list[str] | None = None) -> None:
         "reid_core numba": 9, "reid_core torch (cpu)": 3, "np.argsort": 3,
         "torchreid cython": 3, "torchreid python (port)": 1,
     }, args.torchreid_cy)
-    notes = []
+    rows += measure_size("market-random", {
+        "reid_core numba": 5, "reid_core torch (cpu)": 1, "np.argsort": 1, "torchreid cython": 1,
+    }, args.torchreid_cy)
+    notes = ["market-random: the same sizes with feature noise 1000 (no identity structure, "
+             "R1 at chance): nearly every gallery item precedes a query's last true match, the "
+             "worst case of the fast evaluator (a count against the sorted true matches per "
+             "item)."]
     if args.torchreid_cy:
         import rank_cy
 

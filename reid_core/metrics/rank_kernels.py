@@ -19,6 +19,8 @@ _JUNK_PID = -1
 # Items per block of the row scan: long enough for SIMD, short enough that a block holding an
 # item before the threshold (rescanned item by item) is cheap.
 _BLOCK = 128
+# Up to this many true matches, a query counts the matches before an item linearly.
+_LINEAR_MAX = 32
 
 
 @njit(cache=True, nogil=True)
@@ -143,15 +145,23 @@ def _row_ranks(
             if gp == q_pid or gp == _JUNK_PID:  # a match itself or junk: never counted
                 continue
             # Number of keys ordered before (d, j): distance, then gallery index.
-            lo = 0
-            hi = m
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                kd = keys_d[mid]
-                if kd < d or (kd == d and keys_j[mid] < j):
-                    lo = mid + 1
-                else:
-                    hi = mid
+            if m <= _LINEAR_MAX:
+                # Branch-free count (vectorised by LLVM): when most items precede the last
+                # match (weak features), a binary search's mispredicted branches cost more.
+                lo = 0
+                for k in range(m):
+                    kd = keys_d[k]
+                    lo += (kd < d) | ((kd == d) & (keys_j[k] < j))
+            else:
+                lo = 0
+                hi = m
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    kd = keys_d[mid]
+                    if kd < d or (kd == d and keys_j[mid] < j):
+                        lo = mid + 1
+                    else:
+                        hi = mid
             hist[lo] += 1
     before = 0
     for k in range(m):
