@@ -23,10 +23,8 @@ from rich.console import Console
 
 from reid_core.config import config_from_dict
 from reid_core.data import build_dataset, resolve_dataset_root
-from reid_core.engine.checkpoint import read_checkpoint
 from reid_core.experiment import RunPaths, build_evaluator
-from reid_core.inspect_run import missing_checkpoint_error, resolve_run
-from reid_core.models import build_model, load_state_strict
+from reid_core.inspect_run import load_trained_model, missing_checkpoint_error, resolve_run
 from reid_core.results.records import read_record, software_versions, utc_now
 from reid_core.utils.device import resolve_device
 from reid_core.utils.io import atomic_write_json
@@ -53,11 +51,8 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
     t0 = time.perf_counter()
     settings = resolve_device(device)
     num_classes = record["dataset"]["splits"]["train"]["ids"]
-    model_cfg = dataclasses.replace(cfg.model, pretrained=None)  # every weight is loaded
-    model = build_model(model_cfg, num_classes, (cfg.data.height, cfg.data.width))
-    ckpt = read_checkpoint(checkpoint, expected_hash=record["config_hash"])
-    load_state_strict(model, ckpt["model"], str(checkpoint))
-    model.to(settings.device)
+    model, epoch = load_trained_model(cfg, checkpoint, num_classes, settings,
+                                      record["config_hash"])
 
     target = build_dataset(dataset, resolve_dataset_root(dataset, data_root))
     eval_cfg = dataclasses.replace(
@@ -76,7 +71,7 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
         "trained_on": record["dataset"]["name"],
         "dataset": {"name": target.name, "root": str(target.root), "splits": target.summary()},
         "protocol": target.extras.get("protocol", "market"), "eval": dataclasses.asdict(eval_cfg),
-        "checkpoint_epoch": int(ckpt["epoch"]), "device": settings.describe(),
+        "checkpoint_epoch": epoch, "device": settings.describe(),
         "versions": software_versions(), "finished_at": utc_now(),
         "wall_time_s": round(time.perf_counter() - t0, 2), "metrics_unit": "percent",
         "final": final,

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from reid_core.config import RunConfig, config_from_dict
 from reid_core.data.base import ImageItem
@@ -29,7 +30,7 @@ from reid_core.experiment import RunPaths, build_evaluator, load_data
 from reid_core.metrics.rank import evaluate_rank
 from reid_core.models import build_model, load_state_strict
 from reid_core.results.records import read_record
-from reid_core.utils.device import resolve_device
+from reid_core.utils.device import DeviceSettings, resolve_device
 
 #: Length of a recomputed CMC curve (the evaluator stores ranks 1..50 too).
 CMC_MAX_RANK = 50
@@ -213,6 +214,19 @@ def _record_cmcs(record: dict[str, Any]) -> dict[str, list[float]]:
     return out
 
 
+def load_trained_model(cfg: RunConfig, checkpoint: Path, num_classes: int,
+                       settings: DeviceSettings, config_hash: str | None) -> tuple[nn.Module, int]:
+    """The model of ``cfg`` with the weights of ``checkpoint`` (strict, ``weights_only``; the
+    checkpoint must have been written by ``config_hash``), on ``settings.device``; and the
+    epoch the checkpoint was written after."""
+    # The checkpoint overwrites every weight, so the ImageNet init is skipped (no download).
+    model_cfg = dataclasses.replace(cfg.model, pretrained=None)
+    model = build_model(model_cfg, num_classes, (cfg.data.height, cfg.data.width))
+    ckpt = read_checkpoint(checkpoint, expected_hash=config_hash)
+    load_state_strict(model, ckpt["model"], str(checkpoint))
+    return model.to(settings.device), int(ckpt.get("epoch", -1))
+
+
 def _recompute(view: RunView, data_root: str | Path | None, device: str) -> None:
     """Rebuild the model, load the checkpoint, extract features, compute distances + CMC."""
     cfg, record = view.config, view.record
@@ -220,14 +234,10 @@ def _recompute(view: RunView, data_root: str | Path | None, device: str) -> None
     data = load_data(cfg, _data_root(record, data_root))
     _check_same_splits(view, data.summary())
 
-    # The checkpoint overwrites every weight, so the ImageNet init is skipped (no download).
-    model_cfg = dataclasses.replace(cfg.model, pretrained=None)
-    model = build_model(model_cfg, data.num_train_pids, (cfg.data.height, cfg.data.width))
-    ckpt = read_checkpoint(view.checkpoint, expected_hash=record.get("config_hash"))
-    load_state_strict(model, ckpt["model"], str(view.checkpoint))
-    model.to(settings.device)
-    if int(ckpt.get("epoch", -1)) != cfg.optim.epochs:
-        view.notes.append(f"checkpoint {view.checkpoint} is from epoch {ckpt.get('epoch')} of "
+    model, epoch = load_trained_model(cfg, view.checkpoint, data.num_train_pids, settings,
+                                      record.get("config_hash"))
+    if epoch != cfg.optim.epochs:
+        view.notes.append(f"checkpoint {view.checkpoint} is from epoch {epoch} of "
                           f"{cfg.optim.epochs} (an unfinished re-run?); figures show that model")
     ev = cfg.eval
     if view.feature not in ev.features:

@@ -137,28 +137,41 @@ def train_row(cfg: RunConfig, args: argparse.Namespace, console: Console) -> dic
 CUHK03_TRAIN_IDS = 767
 
 
+def _untrained_model(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
+    """The row's model at its input size, randomly initialised (counting and cost measurement
+    need no weights)."""
+    from reid_core.models import build_model
+
+    model_cfg = dataclasses.replace(cfg.model, pretrained=None)
+    return build_model(model_cfg, num_classes, (cfg.data.height, cfg.data.width))
+
+
+def _write_measurement(cfg: RunConfig, args: argparse.Namespace, run_id: str, num_classes: int,
+                       measurements: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Write (atomically) and return a ``kind: measurement`` record: no training, no dataset."""
+    from reid_core.results.records import RECORD_FORMAT, software_versions, utc_now, write_record
+
+    record = {
+        "format_version": RECORD_FORMAT, "kind": "measurement", "run_id": run_id,
+        "config_name": cfg.name, "config_hash": cfg.config_hash(), "seed": cfg.seed,
+        "config": cfg.to_dict(), "dataset": {"name": "n/a", "classifier_classes": num_classes},
+        "input_size": [cfg.data.height, cfg.data.width], "profile": args.profile, **extra,
+        "versions": software_versions(), "finished_at": utc_now(), "measurements": measurements,
+    }
+    write_record(Path(args.out), record)
+    return record
+
+
 def count_parameters_row(cfg: RunConfig, args: argparse.Namespace, console: Console) -> dict[str, Any]:
     """Build the row's model (random init) and count its parameters; nothing is trained.
 
     The model is built for the *paper* input size of ``cfg`` with a ``CUHK03_TRAIN_IDS``-way
     classifier; the count includes the BNNeck and the classifier.
     """
-    from reid_core.models import build_model
-    from reid_core.results.records import RECORD_FORMAT, software_versions, utc_now, write_record
-
-    model_cfg = dataclasses.replace(cfg.model, pretrained=None)  # counting needs no weights
-    model = build_model(model_cfg, CUHK03_TRAIN_IDS, (cfg.data.height, cfg.data.width))
+    model = _untrained_model(cfg, CUHK03_TRAIN_IDS)
     params = sum(p.numel() for p in model.parameters())
-    record = {
-        "format_version": RECORD_FORMAT, "kind": "measurement",
-        "run_id": f"{cfg.name}-params-{cfg.config_hash()}", "config_name": cfg.name,
-        "config_hash": cfg.config_hash(), "seed": cfg.seed, "config": cfg.to_dict(),
-        "dataset": {"name": "n/a", "classifier_classes": CUHK03_TRAIN_IDS},
-        "input_size": [cfg.data.height, cfg.data.width], "profile": args.profile,
-        "versions": software_versions(), "finished_at": utc_now(),
-        "measurements": {"params": params},
-    }
-    write_record(Path(args.out), record)
+    record = _write_measurement(cfg, args, f"{cfg.name}-params-{cfg.config_hash()}",
+                                CUHK03_TRAIN_IDS, {"params": params})
     console.print(f"{cfg.name}: {params:,} parameters ({params / 1e6:.2f} M)")
     return record
 
@@ -176,27 +189,18 @@ def measure_cost_row(cfg: RunConfig, args: argparse.Namespace, console: Console)
     median over records of a row.
     """
     from reid_core.engine.cost import measure_model_cost
-    from reid_core.models import build_model
-    from reid_core.results.records import RECORD_FORMAT, software_versions, utc_now, write_record
+    from reid_core.results.records import utc_now
     from reid_core.utils.device import resolve_device
 
     device = resolve_device(args.device)
     torch.manual_seed(cfg.seed)
-    model_cfg = dataclasses.replace(cfg.model, pretrained=None)  # cost needs no weights
-    size = (cfg.data.height, cfg.data.width)
-    model = build_model(model_cfg, MARKET_TRAIN_IDS, size)
-    cost = measure_model_cost(model, size, device)
-    stamp = utc_now()
-    record = {
-        "format_version": RECORD_FORMAT, "kind": "measurement",
-        "run_id": f"{cfg.name}-cost-{cfg.config_hash()}-{stamp.replace(':', '')}",
-        "config_name": cfg.name, "config_hash": cfg.config_hash(), "seed": cfg.seed,
-        "config": cfg.to_dict(), "dataset": {"name": "n/a", "classifier_classes": MARKET_TRAIN_IDS},
-        "input_size": list(size), "profile": args.profile, "device": device.describe(),
-        "versions": software_versions(), "finished_at": stamp,
-        "measurements": {"params": sum(p.numel() for p in model.parameters()), **cost},
-    }
-    write_record(Path(args.out), record)
+    model = _untrained_model(cfg, MARKET_TRAIN_IDS)
+    cost = measure_model_cost(model, (cfg.data.height, cfg.data.width), device)
+    run_id = f"{cfg.name}-cost-{cfg.config_hash()}-{utc_now().replace(':', '')}"
+    record = _write_measurement(
+        cfg, args, run_id, MARKET_TRAIN_IDS,
+        {"params": sum(p.numel() for p in model.parameters()), **cost},
+        device=device.describe())
     mem = cost["memory_per_image_mb"]
     console.print(f"{cfg.name}: train {mem['train']:.1f} MB/img, inference "
                   f"{mem['inference']:.1f} MB/img, {cost['fps']['median']:.1f} FPS (median; "
