@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from reid_core.metrics.rank import evaluate_rank
+from reid_core.metrics.rank import evaluate_rank, evaluate_rank_metrics
 from reid_core.utils.io import atomic_save
 
 #: Ranks written into the CMC legend (when the curve is that long).
@@ -285,14 +285,12 @@ def select_queries(dist: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray,
     if select == "random":
         rng = np.random.default_rng(seed)
         return sorted(rng.choice(valid, size=min(n, valid.size), replace=False).tolist())
-    if select == "failures":
-        wrong = [int(q) for q in valid
-                 if g_pids[ranked_gallery(dist[q], q_pids[q], q_cams[q], g_pids, g_cams)[0]]
-                 != q_pids[q]]
-        return wrong[:n]
-    # worst / best: one evaluate_rank call per valid query (the metric's own AP).
-    aps = np.array([query_ap(dist[q], q_pids[q], q_cams[q], g_pids, g_cams, ap_mode)
-                    for q in valid])
+    # failures / worst / best: the metric's own per-query results, in one call.
+    metrics = evaluate_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=1,
+                                    ap_mode=ap_mode)
+    if select == "failures":  # rank-1 wrong: the first true match is not the top item
+        return valid[metrics.first_match_rank[valid] > 1][:n].tolist()
+    aps = metrics.per_query_ap[valid]
     key = aps if select == "worst" else -aps
     order = np.lexsort((valid, key))  # by AP, ties by query index
     return valid[order[:n]].tolist()
