@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from reid_core.metrics.rank import to_numpy
+
 DEFAULT_REPEATS = 10  # torchreid / open-reid; SAG uses 100
 DEFAULT_CHUNK_SIZE = 256
 
@@ -84,7 +86,7 @@ def evaluate_cuhk03_classic(
     for name, value in (("max_rank", max_rank), ("repeats", repeats), ("chunk_size", chunk_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    dist = _as_numpy(distmat)
+    dist = to_numpy(distmat)
     if dist.ndim != 2:
         raise ValueError(f"distmat must be 2-D (num_query, num_gallery), got shape {dist.shape}")
     if dist.dtype.kind not in "fiu":
@@ -209,17 +211,8 @@ def average_over_splits(cmcs: Sequence[Any]) -> SplitAverage:
     return SplitAverage(mean=mean, std=std, num_splits=len(arrs))
 
 
-def _as_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
-        x = x.detach().cpu()
-        if str(x.dtype) == "torch.bfloat16":
-            x = x.float()
-        x = x.numpy()
-    return np.asarray(x)
-
-
 def _ids(name: str, x: Any, expected: int) -> np.ndarray:
-    arr = _as_numpy(x)
+    arr = to_numpy(x)
     if arr.ndim != 1 or arr.shape[0] != expected:
         raise ValueError(f"{name} must have shape ({expected},) to match distmat, "
                          f"got {arr.shape}")

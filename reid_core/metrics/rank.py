@@ -226,7 +226,7 @@ def evaluate_rank_metrics(
     if backend == "numba":
         if _numba_kernels() is None:
             raise ImportError("backend='numba' needs the numba package")
-        distmat = _to_numpy(distmat)
+        distmat = to_numpy(distmat)
     shape = tuple(distmat.shape)
     if len(shape) != 2:
         raise ValueError(f"distmat must be 2-D (num_query, num_gallery), got shape {shape}")
@@ -634,7 +634,7 @@ def _is_tensor(x: Any) -> bool:
     return hasattr(x, "detach") and hasattr(x, "device")  # torch.Tensor, without importing torch
 
 
-def _to_numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Any) -> np.ndarray:
     """numpy view of an array-like; torch tensors are detached and moved to the CPU."""
     if _is_tensor(x):
         x = x.detach().cpu()
@@ -648,7 +648,7 @@ def _ids(
     name: str, values: Any, expected: int, axis_name: str, dist_shape: tuple[int, ...]
 ) -> np.ndarray:
     """Validated 1-D integer id array of length ``expected``."""
-    arr = _to_numpy(values)
+    arr = to_numpy(values)
     if arr.shape != (expected,):
         raise ValueError(
             f"{name} has shape {arr.shape}, expected ({expected},) to match the {axis_name} "
