@@ -121,11 +121,15 @@ def parse_flat_dir(directory: Path, pattern: re.Pattern[str], camid: int, *, dat
     return items
 
 
-def _check_probe_split(dataset: str, root: Path, layout: str, probe_dir: Path,
-                       gallery_dir: Path, query: list[ImageItem],
-                       gallery: list[ImageItem]) -> None:
-    """Both splits hold images, and every probe identity has a gallery image (else the probe
-    could never be matched: a missing or misnamed gallery file, reported by file name)."""
+def _read_probe_gallery(dataset: str, root: Path, layout: str, probe_dir: Path,
+                        gallery_dir: Path, pattern: re.Pattern[str],
+                        example: str) -> tuple[list[ImageItem], list[ImageItem]]:
+    """Probe (camid 0) and gallery (camid 1) items; both must hold images, and every probe
+    identity a gallery image (else the probe could never be matched: a missing or misnamed
+    gallery file, reported by file name)."""
+    query = parse_flat_dir(probe_dir, pattern, PROBE_CAMID, dataset=dataset, example=example)
+    gallery = parse_flat_dir(gallery_dir, pattern, GALLERY_CAMID, dataset=dataset,
+                             example=example)
     for d, items in ((probe_dir, query), (gallery_dir, gallery)):
         if not items:
             raise layout_error(dataset, root, layout, f"no images found in {d.name}/")
@@ -135,6 +139,7 @@ def _check_probe_split(dataset: str, root: Path, layout: str, probe_dir: Path,
             raise DatasetError(
                 f"{dataset}: probe image {path} has person id {pid}, but {gallery_dir} holds "
                 f"no image of that person (every probe needs its whole-body gallery image)")
+    return query, gallery
 
 
 def _find(dataset: str, root: Path, candidates: Iterable[str],
@@ -159,17 +164,13 @@ def read_partial_reid(dataset_dir: Path, name: str = PARTIAL_REID_NAME) -> ReIDD
     probe_dir = dataset_dir / PARTIAL_REID_PROBE
     gallery_dir = dataset_dir / PARTIAL_REID_GALLERY
 
-    def parse(d: Path, camid: int) -> list[ImageItem]:
-        return parse_flat_dir(d, PARTIAL_REID_FILE, camid, dataset=name,
-                              example=PARTIAL_REID_EXAMPLE)
-
-    query, gallery = parse(probe_dir, PROBE_CAMID), parse(gallery_dir, GALLERY_CAMID)
-    _check_probe_split(name, dataset_dir, PARTIAL_REID_LAYOUT, probe_dir, gallery_dir,
-                       query, gallery)
+    query, gallery = _read_probe_gallery(name, dataset_dir, PARTIAL_REID_LAYOUT, probe_dir,
+                                         gallery_dir, PARTIAL_REID_FILE, PARTIAL_REID_EXAMPLE)
     extras: dict = {"probe_dir": PARTIAL_REID_PROBE, "gallery_dir": PARTIAL_REID_GALLERY}
     occluded_dir = dataset_dir / PARTIAL_REID_OCCLUDED
     if occluded_dir.is_dir():
-        extras["occluded_query"] = parse(occluded_dir, PROBE_CAMID)
+        extras["occluded_query"] = parse_flat_dir(occluded_dir, PARTIAL_REID_FILE, PROBE_CAMID,
+                                                  dataset=name, example=PARTIAL_REID_EXAMPLE)
     return ReIDData(name, dataset_dir, [], query, gallery, extras=extras)
 
 
@@ -189,13 +190,8 @@ def read_partial_ilids(dataset_dir: Path, name: str = PARTIAL_ILIDS_NAME,
         if not d.is_dir():
             raise layout_error(name, dataset_dir, PARTIAL_ILIDS_LAYOUT, f"{d.name}/ is missing")
 
-    def parse(d: Path, camid: int) -> list[ImageItem]:
-        return parse_flat_dir(d, PARTIAL_ILIDS_FILE, camid, dataset=name,
-                              example=PARTIAL_ILIDS_EXAMPLE)
-
-    query, gallery = parse(probe_dir, PROBE_CAMID), parse(gallery_dir, GALLERY_CAMID)
-    _check_probe_split(name, dataset_dir, PARTIAL_ILIDS_LAYOUT, probe_dir, gallery_dir,
-                       query, gallery)
+    query, gallery = _read_probe_gallery(name, dataset_dir, PARTIAL_ILIDS_LAYOUT, probe_dir,
+                                         gallery_dir, PARTIAL_ILIDS_FILE, PARTIAL_ILIDS_EXAMPLE)
     return ReIDData(name, dataset_dir, [], query, gallery,
                     extras={"probe_dir": dirs[0], "gallery_dir": dirs[1]})
 
