@@ -272,6 +272,10 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
         raise ConfigError(f"{source}: optim.epochs must be >= 1")
     if not cfg.eval.features:
         raise ConfigError(f"{source}: eval.features must name at least one feature")
+    switch = cfg.model.options.get("rpp_start_epoch")  # PCB-RPP's stage switch
+    if isinstance(switch, int) and switch >= o.epochs:
+        raise ConfigError(f"{source}: model.options.rpp_start_epoch ({switch}) must be below "
+                          f"optim.epochs ({o.epochs}), or the RPP stage never starts")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -350,3 +350,14 @@ def test_tiny_pcb_rpp_trains_through_fit_and_resumes_exactly(tmp_path, synthetic
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_rpp_switch_after_the_last_epoch_is_a_config_error():
+    from reid_core.config import ConfigError, config_from_dict
+
+    raw = {"name": "x", "model": {"name": "pcb_rpp", "options": {"rpp_start_epoch": 5}},
+           "optim": {"epochs": 5}}
+    with pytest.raises(ConfigError, match="rpp_start_epoch \\(5\\) must be below optim.epochs"):
+        config_from_dict(raw)
+    raw["optim"]["epochs"] = 6
+    assert config_from_dict(raw).model.options["rpp_start_epoch"] == 5

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.data import DataLoader
 
-from reid_core.config import ConfigError, RunConfig
+from reid_core.config import RunConfig
 from reid_core.data.base import ImageItem
 from reid_core.data.image_dataset import ImageDataset, cache_decoded
 from reid_core.data.sampler import RandomIdentitySampler
@@ -68,10 +68,6 @@ def fit(
     criterion = ReIDLoss(cfg.loss)
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    switch = getattr(model, "rpp_start_epoch", None)
-    if switch is not None and switch >= cfg.optim.epochs:
-        raise ConfigError(f"model.options.rpp_start_epoch ({switch}) must be below optim.epochs "
-                          f"({cfg.optim.epochs}), or the RPP stage never starts")
 
     if resume and checkpoint.is_file():
         ckpt = read_checkpoint(checkpoint, expected_hash=cfg.config_hash())
