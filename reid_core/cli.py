@@ -41,29 +41,60 @@ def _datasets(args: argparse.Namespace, console: Console) -> int:
     console.print(f"{data.name} at {data.root}")
     for split, counts in data.summary().items():
         console.print(f"  {split:8s} " + "  ".join(f"{k} {v}" for k, v in counts.items()))
-    return 0
+    if not args.check:
+        return 0
+    from reid_core.data.check import check_dataset
+
+    return 2 if check_dataset(data, console) else 0  # 2: bad files, as for user errors
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
     from pathlib import Path
 
+    from rich.markup import escape
     from rich.table import Table
 
-    from reid_core.results.report import compare, load_records, row_summary, write_report
+    from reid_core.experiment import describe_error
+    from reid_core.results.cost_report import cost_environment, is_cost_table, render_cost_report
+    from reid_core.results.paper_tables import load_table
+    from reid_core.results.report import (
+        EmptyReportError, compare, load_records, row_summary, write_report)
 
+    def fail(e: Exception) -> int:  # one unwrapped line (it may name a path), exit 2
+        console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,
+                      soft_wrap=True)
+        return 2
+
+    paper_table = load_table(args.table_id)
     records = load_records(Path(args.runs))
-    comp = compare(args.table_id, records, dataset=args.dataset, profile=args.profile,
-                   compare_to=args.compare_to)
-    path = write_report(comp, Path(args.out))
-    table = Table(title=f"{args.table_id} ({comp.selection.profile} profile, "
-                        f"{len(comp.selection.records)} records)")
-    table.add_column("row")
-    table.add_column("n", justify="right")
-    table.add_column("verdict")
-    for row, n, verdict in row_summary(comp):
-        table.add_row(row, str(n), verdict)
-    console.print(table)
-    console.print(f"report written to {path}")
+    # A memory / FPS table (CSA Table 6) has its own report, written to the same file: the
+    # metrics report would replace it with an all-"not run" table.
+    cost = is_cost_table(paper_table)
+    if cost and (args.dataset or args.profile or args.compare_to):
+        return fail(ValueError(f"{args.table_id} is a cost table (memory / FPS measurements): "
+                               f"--dataset, --profile and --compare-to do not apply"))
+    comp = None if cost else compare(paper_table, records, dataset=args.dataset,
+                                     profile=args.profile, compare_to=args.compare_to)
+    try:
+        path = (render_cost_report(args.table_id, records, Path(args.out)) if comp is None
+                else write_report(comp, Path(args.out)))
+    except EmptyReportError as e:
+        return fail(e)
+    if comp is not None:
+        table = Table(title=f"{args.table_id} ({comp.selection.profile} profile, "
+                            f"{len(comp.selection.records)} records)")
+        table.add_column("row")
+        table.add_column("n", justify="right")
+        table.add_column("verdict")
+        for row, n, verdict in row_summary(comp):
+            table.add_row(row, str(n), verdict)
+        console.print(table)
+    environment = (cost_environment(paper_table, records) if comp is None
+                   else comp.environment)
+    for warning in environment.warnings():  # the report header lists rows per version
+        console.print(warning, style="bold yellow", markup=False, highlight=False,
+                      soft_wrap=True)
+    console.print(f"report written to {path}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -145,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("datasets", help="list datasets or summarise one")
     d.add_argument("--name", default=None)
     d.add_argument("--data-root", default=None)
+    d.add_argument("--check", action="store_true",
+                   help="decode every image (all splits and extras such as gt_bbox); exit 2 "
+                        "and list the bad files if any fails")
     d.set_defaults(func=_datasets)
 
     r = sub.add_parser("report", help="published vs reproduced report of one paper table")

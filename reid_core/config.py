@@ -3,7 +3,9 @@
 A config file mirrors :class:`RunConfig`: top-level ``name`` and ``seed`` plus one section per
 layer (``data``, ``model``, ``loss``, ``optim``, ``eval``). Every key is checked: an unknown key
 is an error that lists the valid keys of its section, and every value is checked against the
-field's type (and its allowed values for choices). Defaults follow the BoT recipe
+field's type (and its allowed values for choices), then against its meaningful range (sizes >= 1,
+probabilities in [0, 1], CMC ranks >= 1, a run name that is a plain file-name component). A key
+given twice in the YAML file is an error too. Defaults follow the BoT recipe
 (Luo et al., "Bag of Tricks"), see ``shared/reference/implementation-notes.md`` section 6.2.
 """
 
@@ -12,17 +14,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-import yaml
-
-
-class ConfigError(ValueError):
-    """A config file or mapping that does not fit the schema (names the file and key)."""
+# ConfigError is defined next to the YAML reader (which raises it) and re-exported here as the
+# public name: one class, no import cycle. It is a ValueError.
+from reid_core.utils.yaml_io import ConfigError, load_yaml
 
 
 #: Field metadata of options added after records existed: left at its default, such a field
@@ -148,11 +150,6 @@ class RunConfig:
         canon = json.dumps(_hash_view(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
-    @property
-    def run_id(self) -> str:
-        """File-system name of a run: config name, seed and config hash."""
-        return f"{self.name}-seed{self.seed}-{self.config_hash()}"
-
 
 def _hash_view(obj: Any) -> Any:
     """``dataclasses.asdict`` without the :data:`ADDED` fields that are at their defaults."""
@@ -259,34 +256,169 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig
     return cfg
 
 
+#: A run name is a file-name component of its records and checkpoints (``reid_core.results.records.make_run_id``):
+#: letters, digits and ``._+-``, not starting with a dot, so never a path or ``.``/``..``.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def check_name(name: str, where: str = "name") -> str:
+    """``name`` unchanged if it is a plain file-name component, else a :class:`ConfigError`.
+
+    The run name becomes part of file paths (``results/runs/<run_id>.json``, checkpoints), so
+    ``--set name=../../x`` would write outside the results tree.
+    """
+    if not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"{where}: must be a plain file-name component matching {NAME_PATTERN.pattern} "
+            f"(letters, digits and ._+-, not starting with '.', no path separators), got {name!r}"
+        )
+    return name
+
+
+def check_ranks(ranks: Sequence[int], where: str) -> list[int]:
+    """The CMC ranks to report, as a list, if every one is a distinct integer >= 1.
+
+    Rank r is read as ``cmc[r - 1]``: rank 0 or a negative rank would silently index from the
+    end of the curve and be reported as 100.00. Used for ``eval.ranks`` and ``evaluate --ranks``.
+
+    Args:
+        ranks: the requested ranks.
+        where: what to call them in the error message (``eval.ranks``, ``--ranks``).
+    """
+    ranks = list(ranks)
+    if not ranks:
+        raise ConfigError(f"{where}: must list at least one rank, got []")
+    if any(isinstance(r, bool) or not isinstance(r, int) for r in ranks):
+        raise ConfigError(f"{where}: every rank must be an integer, got {ranks}")
+    if any(r < 1 for r in ranks):
+        raise ConfigError(f"{where}: every rank must be >= 1, got {ranks}")
+    repeated = sorted({r for r in ranks if ranks.count(r) > 1})
+    if repeated:
+        raise ConfigError(f"{where}: every rank must be listed once, got {ranks} "
+                          f"({', '.join(map(str, repeated))} repeated)")
+    return ranks
+
+
+def _need(ok: bool, where: str, expected: str, value: Any) -> None:
+    """Raise ``<where>: must be <expected>, got <value>`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{where}: must be {expected}, got {value!r}")
+
+
+def _at_least(cfg: RunConfig, dotted: str, low: float) -> None:
+    """``cfg.<dotted> >= low``."""
+    value = _get_dotted(cfg, dotted)
+    _need(value >= low, dotted, f">= {low:g}", value)
+
+
+def _above(cfg: RunConfig, dotted: str, low: float) -> None:
+    """``cfg.<dotted> > low`` (for values that scale or divide, e.g. the learning rate)."""
+    value = _get_dotted(cfg, dotted)
+    _need(value > low, dotted, f"> {low:g}", value)
+
+
+def _probability(cfg: RunConfig, dotted: str, *, below_one: bool = False) -> None:
+    """``cfg.<dotted>`` in [0, 1], or [0, 1) with ``below_one``."""
+    value = _get_dotted(cfg, dotted)
+    if below_one:
+        _need(0 <= value < 1, dotted, "in [0, 1)", value)
+    else:
+        _need(0 <= value <= 1, dotted, "in [0, 1]", value)
+
+
+def _get_dotted(cfg: RunConfig, dotted: str) -> Any:
+    """``cfg.data.batch_size`` for ``"data.batch_size"``: the tables name keys as users do."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+#: Lower bounds checked by :func:`_check_ranges`: (dotted key, bound, strict). Sizes of 0 do
+#: not fail loudly downstream (batch_size=0 made the P x K sampler loop forever).
+LOWER_BOUNDS: tuple[tuple[str, float, bool], ...] = (
+    ("seed", 0, False),
+    ("data.height", 1, False),
+    ("data.width", 1, False),
+    ("data.batch_size", 1, False),
+    ("data.num_instances", 1, False),
+    ("data.workers", 0, False),
+    ("data.pad", 0, False),
+    ("data.split", 0, False),
+    ("loss.ce_weight", 0, False),
+    ("loss.triplet_weight", 0, False),
+    ("loss.deep_supervision_weight", 0, False),
+    ("optim.lr", 0, True),
+    ("optim.epochs", 1, False),
+    ("optim.warmup_epochs", 0, False),
+    ("optim.gamma", 0, True),
+    ("eval.every", 0, False),
+    ("eval.batch_size", 1, False),
+    ("eval.rerank_k1", 1, False),
+    ("eval.rerank_k2", 1, False),
+)
+
+#: Probabilities / fractions checked by :func:`_check_ranges`: (dotted key, upper bound open).
+PROBABILITIES: tuple[tuple[str, bool], ...] = (
+    ("data.flip_p", False),
+    ("data.erasing_p", False),
+    ("loss.label_smoothing", True),  # 1 would make the target uniform: nothing to learn
+    ("eval.rerank_lambda", False),
+)
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    """Every numeric option inside its meaningful range (see the two tables above)."""
+    for dotted, low, strict in LOWER_BOUNDS:
+        (_above if strict else _at_least)(cfg, dotted, low)
+    for dotted, below_one in PROBABILITIES:
+        _probability(cfg, dotted, below_one=below_one)
+    bad = [m for m in cfg.optim.milestones if m < 1]
+    if bad:
+        raise ConfigError(f"optim.milestones: every milestone must be an epoch >= 1, "
+                          f"got {cfg.optim.milestones}")
+
+
 def _check_semantics(cfg: RunConfig, source: str) -> None:
+    """Checks across fields and of value ranges; errors name ``source`` and the key."""
+    try:
+        check_name(cfg.name)
+        _check_ranges(cfg)
+        check_ranks(cfg.eval.ranks, "eval.ranks")
+        _check_relations(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _check_relations(cfg: RunConfig) -> None:
+    """Constraints between fields (ranges are already checked, so no division by zero)."""
     d, o = cfg.data, cfg.optim
     if d.batch_size % d.num_instances:
         raise ConfigError(
-            f"{source}: data.batch_size ({d.batch_size}) must be a multiple of "
+            f"data.batch_size ({d.batch_size}) must be a multiple of "
             f"data.num_instances ({d.num_instances})"
         )
     if sorted(o.milestones) != o.milestones:
-        raise ConfigError(f"{source}: optim.milestones must be increasing, got {o.milestones}")
-    if o.epochs < 1:
-        raise ConfigError(f"{source}: optim.epochs must be >= 1")
+        raise ConfigError(f"optim.milestones must be increasing, got {o.milestones}")
     if not cfg.eval.features:
-        raise ConfigError(f"{source}: eval.features must name at least one feature")
+        raise ConfigError("eval.features must name at least one feature")
     switch = cfg.model.options.get("rpp_start_epoch")  # PCB-RPP's stage switch
     if isinstance(switch, int) and switch >= o.epochs:
-        raise ConfigError(f"{source}: model.options.rpp_start_epoch ({switch}) must be below "
+        raise ConfigError(f"model.options.rpp_start_epoch ({switch}) must be below "
                           f"optim.epochs ({o.epochs}), or the RPP stage never starts")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a YAML config (``yaml.safe_load``), apply dotted ``overrides``, and validate it.
+    """Read a YAML config, apply dotted ``overrides``, and validate it.
 
+    The file is read with :func:`reid_core.utils.yaml_io.load_yaml` (``yaml.safe_load``
+    semantics, but a key given twice is an error rather than silently the last one).
     ``overrides`` maps dotted keys to values, e.g. ``{"seed": 1, "optim.epochs": 2}``.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml(path, str(path)) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     raw.setdefault("name", path.stem)
@@ -297,13 +429,14 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Command-line ``KEY=VALUE`` pairs -> ``{dotted key: value}``; values are parsed as YAML
-    (``optim.epochs=2`` -> 2, ``optim.milestones=[3]`` -> [3], ``model.pretrained=null`` -> None)."""
+    (``optim.epochs=2`` -> 2, ``optim.milestones=[3]`` -> [3], ``model.pretrained=null`` -> None).
+    A value that is not valid YAML is a :class:`ConfigError` naming the ``--set`` item."""
     out: dict[str, Any] = {}
     for item in pairs:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.epochs=2")
-        out[key] = yaml.safe_load(value)
+        out[key] = load_yaml(value, f"--set {item!r}")
     return out
 
 

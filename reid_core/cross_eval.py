@@ -21,10 +21,11 @@ from typing import Any
 
 from rich.console import Console
 
-from reid_core.config import config_from_dict
+from reid_core.config import check_ranks, config_from_dict
 from reid_core.data import build_dataset, resolve_dataset_root
-from reid_core.experiment import RunPaths, build_evaluator
-from reid_core.inspect_run import load_trained_model, missing_checkpoint_error, resolve_run
+from reid_core.experiment import build_evaluator
+from reid_core.inspect_run import (
+    load_trained_model, missing_checkpoint_error, resolve_run, run_checkpoint)
 from reid_core.results.records import read_record, software_versions, utc_now
 from reid_core.utils.device import resolve_device
 from reid_core.utils.io import atomic_write_json
@@ -41,20 +42,22 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
     run's k1/k2/lambda) override the run's eval settings when given; ``dataset`` may be the
     run's own (e.g. to add multi-query or re-ranked numbers to a finished run)."""
     console = console or Console()
+    if ranks is not None:
+        ranks = check_ranks(ranks, "--ranks")
+    settings = resolve_device(device)
     record_path = resolve_run(run, runs_dir)
     record = read_record(record_path)
     cfg = config_from_dict(record["config"], str(record_path))
-    checkpoint = RunPaths(record_path.parent.parent, record["run_id"]).checkpoint
+    checkpoint = run_checkpoint(record_path, record)
     if not checkpoint.is_file():
         raise missing_checkpoint_error(record["run_id"], checkpoint, record_path)
 
     t0 = time.perf_counter()
-    settings = resolve_device(device)
+    target = build_dataset(dataset, resolve_dataset_root(dataset, data_root))
     num_classes = record["dataset"]["splits"]["train"]["ids"]
     model, epoch = load_trained_model(cfg, checkpoint, num_classes, settings,
                                       record["config_hash"])
 
-    target = build_dataset(dataset, resolve_dataset_root(dataset, data_root))
     eval_cfg = dataclasses.replace(
         cfg.eval, ranks=list(ranks or cfg.eval.ranks),
         query_mode=query_mode or cfg.eval.query_mode,
@@ -64,7 +67,9 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
     console.print(f"[bold]{record['run_id']}[/] (trained on {record['dataset']['name']}) "
                   f"on {target.name} ({target.root}): {len(target.query)} query, "
                   f"{len(target.gallery)} gallery images")
-    final = build_evaluator(target, run_cfg, settings)(model)
+    evaluator = build_evaluator(target, run_cfg, settings)
+    evaluator.preflight()
+    final = evaluator(model)
     out = {
         "kind": "evaluation", "run_id": record["run_id"], "config_name": record["config_name"],
         "config_hash": record["config_hash"], "seed": record["seed"],

@@ -7,8 +7,7 @@ is identified by its config (name, seed, hash): a finished run's record is reuse
 
 from __future__ import annotations
 
-import shutil
-import time
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,18 @@ from rich.table import Table
 
 from reid_core.config import RunConfig
 from reid_core.data import ReIDData, build_dataset, resolve_dataset_root
-from reid_core.engine.trainer import NonFiniteLossError, fit
+from reid_core.data.check import check_openable
+from reid_core.engine.checkpoint import (
+    FINAL, LAST, RunClock, attempt_of, finalize, read_checkpoint)
+from reid_core.engine.trainer import NonFiniteLossError, StepHook, fit
 from reid_core.metrics.evaluator import RetrievalEvaluator
 from reid_core.models import WeightMismatchError, build_model
 from reid_core.results.records import (
-    RECORD_FORMAT, command_line, find_record, software_versions, utc_now, write_record)
+    RECORD_FORMAT, command_line, find_record, make_run_id, record_path, software_versions,
+    utc_now, write_record)
 from reid_core.utils.device import (
     DeviceSettings, peak_memory_mb, reset_peak_memory, resolve_device)
+from reid_core.utils.io import OutputWriteError, remove_stale_temps
 from reid_core.utils.seed import make_deterministic, seed_everything
 
 
@@ -32,12 +36,16 @@ class RunStateError(RuntimeError):
     """An unfinished run's checkpoint exists and neither resume nor force was given."""
 
 
-#: Problems a user can fix (bad config, dataset layout, weights, run state, diverged loss):
-#: command-line entry points print their message instead of a traceback. ConfigError and the
-#: dataset errors are ValueErrors.
+class OutputDirError(ValueError):
+    """The output directory cannot hold records and checkpoints (a file, read-only, ...)."""
+
+
+#: Problems a user can fix (bad config, dataset layout, weights, run state, diverged loss, a
+#: full or read-only disk): command-line entry points print their message instead of a
+#: traceback. ConfigError, the dataset, device and checkpoint errors are ValueErrors.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, KeyError, FileNotFoundError, WeightMismatchError, NonFiniteLossError,
-    RunStateError)
+    RunStateError, OutputWriteError)
 
 
 def describe_error(e: BaseException) -> str:
@@ -48,12 +56,28 @@ def describe_error(e: BaseException) -> str:
 
 @dataclass
 class RunPaths:
+    """Where a run's files live under ``out`` (see :mod:`reid_core.engine.checkpoint`)."""
+
     out: Path
     run_id: str
 
     @property
+    def record(self) -> Path:
+        return record_path(self.out, self.run_id)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoints" / self.run_id
+
+    @property
     def checkpoint(self) -> Path:
-        return self.out / "checkpoints" / self.run_id / "last.pt"
+        """The checkpoint being trained (``last.pt``)."""
+        return self.checkpoint_dir / LAST
+
+    @property
+    def final_checkpoint(self) -> Path:
+        """The finished weights of the run's record (``final.pt``)."""
+        return self.checkpoint_dir / FINAL
 
 
 def load_data(cfg: RunConfig, data_root: str | Path | None) -> ReIDData:
@@ -61,6 +85,27 @@ def load_data(cfg: RunConfig, data_root: str | Path | None) -> ReIDData:
     root = data_root if data_root is not None else cfg.data.root
     return build_dataset(cfg.data.dataset, resolve_dataset_root(cfg.data.dataset, root),
                          split=cfg.data.split)
+
+
+def run_id_of(cfg: RunConfig, data: ReIDData) -> str:
+    """The run id of ``cfg`` trained on ``data`` (:func:`reid_core.results.records.make_run_id`)."""
+    return make_run_id(cfg.name, cfg.seed, cfg.config_hash(), data.identity())
+
+
+def check_output_dir(out: Path) -> None:
+    """Fail before any compute when ``out`` cannot take records and checkpoints."""
+    for sub in (out, out / "runs", out / "checkpoints"):
+        if sub.exists() and not sub.is_dir():
+            raise OutputDirError(f"output directory {sub} is a file, not a directory; "
+                                 f"pass another --out")
+    try:
+        for sub in (out / "runs", out / "checkpoints"):
+            sub.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=sub):
+                pass
+    except OSError as e:
+        raise OutputDirError(f"output directory {out} is not writable "
+                             f"({e.strerror or e}); pass another --out") from None
 
 
 def run_experiment(
@@ -73,68 +118,108 @@ def run_experiment(
     force: bool = False,
     console: Console | None = None,
     profile: str | None = None,
+    on_step: StepHook | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate ``cfg``; write and return its run record.
+
+    Everything that can be checked before training is checked first (device, output
+    directory, dataset layout, evaluation settings against the dataset, images readable).
+
+    What happens to an existing run of the same id:
+
+    ========================  ===============================================================
+    ``force``                 train from scratch; an earlier record and ``final.pt`` stay
+                              until the new attempt finishes and replaces them
+    ``last.pt`` + ``resume``  continue that attempt (also an interrupted ``--force`` re-run)
+    ``last.pt``, a record     skip (the record stands), saying an unfinished re-run exists
+    ``last.pt``, no record    :class:`RunStateError`: pass ``resume`` or ``force``
+    a record                  skip and return it
+    ========================  ===============================================================
 
     Args:
         data_root: dataset root (see :func:`load_data`).
         out: records go to ``<out>/runs/<run_id>.json``, checkpoints to
-            ``<out>/checkpoints/<run_id>/last.pt``.
+            ``<out>/checkpoints/<run_id>/``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         resume: continue an interrupted run from its checkpoint.
-        force: re-run even if a record exists (and discard an old checkpoint).
+        force: re-run from scratch even if a record or a checkpoint exists.
         profile: the reproduce profile this run belongs to (``"smoke"``/``"paper"``), recorded.
+        on_step: passed to :func:`~reid_core.engine.trainer.fit` (called after every step).
     """
     console = console or Console()
-    paths = RunPaths(Path(out), cfg.run_id)
-    existing = find_record(paths.out, cfg.run_id)
-    if existing is not None and not force:
-        console.print(f"[yellow]skip[/] {cfg.run_id}: record exists "
-                      f"({paths.out / 'runs' / (cfg.run_id + '.json')}); --force re-runs it")
-        return existing
-    if paths.checkpoint.is_file() and not resume:
-        if not force:
+    settings = resolve_device(device)
+    out = Path(out)
+    check_output_dir(out)
+    data = load_data(cfg, data_root)
+    paths = RunPaths(out, run_id_of(cfg, data))
+    for directory in (out / "runs", paths.checkpoint_dir):
+        remove_stale_temps(directory)
+    existing = find_record(out, paths.run_id)
+    unfinished = paths.checkpoint.is_file()
+    if unfinished and existing is not None and not force:
+        # A finished attempt whose record was written but whose last.pt was not yet renamed.
+        ckpt = read_checkpoint(paths.checkpoint, expected_hash=cfg.config_hash())
+        if attempt_of(ckpt) == existing.get("attempt") and ckpt["epoch"] == cfg.optim.epochs:
+            finalize(paths.checkpoint_dir)
+            unfinished = False
+    if force:
+        paths.checkpoint.unlink(missing_ok=True)
+    elif unfinished and not resume:
+        if existing is None:
             raise RunStateError(
                 f"an unfinished run of this config has a checkpoint at {paths.checkpoint}; "
                 f"pass --resume to continue it or --force to start over")
-        shutil.rmtree(paths.checkpoint.parent)
+        console.print(f"[yellow]skip[/] {paths.run_id}: record exists ({paths.record}); an "
+                      f"unfinished re-run's checkpoint is at {paths.checkpoint} (--resume "
+                      f"continues it, --force starts over)")
+        return existing
+    elif existing is not None and not unfinished:
+        console.print(f"[yellow]skip[/] {paths.run_id}: record exists ({paths.record}); "
+                      f"--force re-runs it")
+        return existing
 
-    settings = resolve_device(device)
-    seed_everything(cfg.seed)
-    make_deterministic()
-    reset_peak_memory(settings)
-    data = load_data(cfg, data_root)
-    console.print(f"[bold]{cfg.run_id}[/] on {data.name} ({data.root}): "
+    evaluator = build_evaluator(data, cfg, settings)
+    evaluator.preflight()
+    check_openable(data)
+    console.print(f"[bold]{paths.run_id}[/] on {data.name} ({data.root}): "
                   f"{len(data.train)} train images / {data.num_train_pids} ids, "
                   f"{len(data.query)} query, {len(data.gallery)} gallery; device {settings.device}")
     if cfg.model.pretrained is None:
         console.print("[yellow]note[/]: backbone starts from random init (model.pretrained: null)")
 
+    seed_everything(cfg.seed)
+    make_deterministic()
+    reset_peak_memory(settings)
     model = build_model(cfg.model, data.num_train_pids, (cfg.data.height, cfg.data.width))
-    evaluator = build_evaluator(data, cfg, settings)
-    started, t0 = utc_now(), time.perf_counter()
-    resumed_from = _checkpoint_epoch(paths.checkpoint) if resume else None
-    history = fit(model, data.train, cfg, settings, paths.checkpoint, resume=resume,
-                  evaluate=evaluator, console=console)
+    started = utc_now()
+    resuming = resume and paths.checkpoint.is_file()
+    clock = (RunClock.resumed(read_checkpoint(paths.checkpoint, cfg.config_hash()))
+             if resuming else RunClock.fresh())
+    history = fit(model, data.train, cfg, settings, paths.checkpoint, resume=resuming,
+                  evaluate=evaluator, console=console, on_step=on_step, clock=clock)
     final = evaluator(model)
-    wall = time.perf_counter() - t0
+    run_state = clock.state(cfg.optim.epochs)
 
     record = {
         "format_version": RECORD_FORMAT,
-        "run_id": cfg.run_id,
+        "run_id": paths.run_id,
+        "attempt": clock.attempt,
         "config_name": cfg.name,
         "config_hash": cfg.config_hash(),
         "seed": cfg.seed,
         "config": cfg.to_dict(),
-        "dataset": {"name": data.name, "root": str(data.root), "splits": data.summary()},
+        "dataset": {"name": data.name, "root": str(data.root), "identity": data.identity(),
+                    "splits": data.summary()},
         "device": settings.describe(),
         "versions": software_versions(),
         "command": command_line(),
         "started_at": started,
         "finished_at": utc_now(),
-        "wall_time_s": round(wall, 2),
+        # All segments of the attempt (a resumed run adds the interrupted ones' time).
+        "wall_time_s": run_state["elapsed_s"],
+        "segments": run_state["segments"],
         "peak_memory": peak_memory_mb(settings),
-        "resumed_from_epoch": resumed_from,
+        "resumed_from_epoch": clock.from_epoch if resuming else None,
         "pretrained": cfg.model.pretrained,
         "profile": profile,
         "metrics_unit": "percent",
@@ -143,17 +228,11 @@ def run_experiment(
         # The feature a paper table is compared on: the first of eval.features.
         "primary_feature": cfg.eval.features[0],
     }
-    path = write_record(paths.out, record)
+    path = write_record(out, record)
+    finalize(paths.checkpoint_dir)  # after the record: see reid_core.engine.checkpoint
     console.print(summary_table(record))
     console.print(f"record written to {path}")
     return record
-
-
-def _checkpoint_epoch(path: Path) -> int | None:
-    if not path.is_file():
-        return None
-    from reid_core.engine.checkpoint import read_checkpoint
-    return int(read_checkpoint(path)["epoch"])
 
 
 def build_evaluator(data: ReIDData, cfg: RunConfig, settings: DeviceSettings) -> RetrievalEvaluator:

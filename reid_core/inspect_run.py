@@ -25,7 +25,7 @@ from torch import nn
 
 from reid_core.config import RunConfig, config_from_dict
 from reid_core.data.base import ImageItem
-from reid_core.engine.checkpoint import read_checkpoint
+from reid_core.engine.checkpoint import finished_checkpoint, read_checkpoint
 from reid_core.experiment import RunPaths, build_evaluator, load_data
 from reid_core.metrics.rank import evaluate_rank
 from reid_core.models import build_model, load_state_strict
@@ -108,10 +108,10 @@ class RunView:
 def missing_checkpoint_error(run_id: str, checkpoint: Path, record_path: Path,
                              extra: str = "") -> MissingCheckpointError:
     msg = (f"run {run_id}: no checkpoint at {checkpoint} "
-           f"(expected beside its record {record_path}, in <out>/checkpoints/<run_id>/last.pt)"
+           f"(expected beside its record {record_path}, in <out>/checkpoints/<run_id>/final.pt)"
            + (f", {extra}" if extra else "")
            + ". `python -m reid_core train` writes it there; checkpoints are not in git, so "
-             "re-train this config (train --force) or copy last.pt from the machine that "
+             "re-train this config (train --force) or copy final.pt from the machine that "
              "trained it.")
     return MissingCheckpointError(msg)
 
@@ -188,7 +188,7 @@ def load_run(
     feature = feature or record.get("primary_feature") or cfg.eval.features[0]
     if feature not in FEATURES:
         raise ValueError(f"feature {feature!r} is not one of {', '.join(FEATURES)}")
-    checkpoint = RunPaths(record_path.parent.parent, run_id).checkpoint
+    checkpoint = run_checkpoint(record_path, record)
     view = RunView(run_id=run_id, record_path=record_path, record=record, config=cfg,
                    feature=feature, checkpoint=checkpoint)
 
@@ -202,6 +202,16 @@ def load_run(
                               + ("CMC from the record; no ranked lists" if record_cmc
                                  else "no CMC curve in the record, no ranked lists"))
     return view
+
+
+def run_checkpoint(record_path: Path, record: dict[str, Any]) -> Path:
+    """The checkpoint holding the weights ``record`` was evaluated with, or where ``final.pt``
+    is expected when there is none (see :func:`~reid_core.engine.checkpoint.finished_checkpoint`:
+    a checkpoint of an unfinished later re-run is an error, never used in its place)."""
+    paths = RunPaths(record_path.parent.parent, record["run_id"])
+    if not paths.final_checkpoint.is_file() and not paths.checkpoint.is_file():
+        return paths.final_checkpoint
+    return finished_checkpoint(paths.checkpoint_dir, record)
 
 
 def _record_cmcs(record: dict[str, Any]) -> dict[str, list[float]]:
@@ -234,11 +244,8 @@ def _recompute(view: RunView, data_root: str | Path | None, device: str) -> None
     data = load_data(cfg, _data_root(record, data_root))
     _check_same_splits(view, data.summary())
 
-    model, epoch = load_trained_model(cfg, view.checkpoint, data.num_train_pids, settings,
+    model, _ = load_trained_model(cfg, view.checkpoint, data.num_train_pids, settings,
                                       record.get("config_hash"))
-    if epoch != cfg.optim.epochs:
-        view.notes.append(f"checkpoint {view.checkpoint} is from epoch {epoch} of "
-                          f"{cfg.optim.epochs} (an unfinished re-run?); figures show that model")
     ev = cfg.eval
     if view.feature not in ev.features:
         raise ValueError(f"--feature {view.feature}: run {record['run_id']} evaluated "

@@ -24,14 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reid_core.config import ConfigError, RunConfig, config_from_dict
 from reid_core.experiment import USER_ERRORS, describe_error, run_experiment
 from reid_core.results.paper_tables import PaperTable, configs_for_table, load_table
 from reid_core.results.report import load_records, render_report
+from reid_core.utils.yaml_io import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS_DIR = REPO / "configs" / "papers"
@@ -53,7 +54,7 @@ def load_paper_configs(paper: str, configs_dir: Path = CONFIGS_DIR) -> tuple[Pat
     path = configs_dir / f"{paper.lower()}.yaml"
     if not path.is_file():
         raise ConfigError(f"no config file for paper {paper}: expected {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml(path, str(path)) or {}
     for key in ("profiles", "variants"):
         if not isinstance(raw.get(key), dict):
             raise ConfigError(f"{path}: missing mapping {key!r}")
@@ -257,10 +258,14 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner = 
     records = load_records(runs_dir) if runs_dir.is_dir() else []
     known = {r["run_id"] for r in records}
     records += [r for r in done if r["run_id"] not in known]
-    if report is None:
-        path = _metrics_report(table_id, records, Path(args.out) / "reports", args.profile)
-    else:
-        path = report(table_id, records, Path(args.out) / "reports")
+    try:
+        path = (_metrics_report(table_id, records, Path(args.out) / "reports", args.profile)
+                if report is None else report(table_id, records, Path(args.out) / "reports"))
+    except USER_ERRORS as e:  # e.g. EmptyReportError: the existing report is left as it was
+        console.print(_summary(table_id, done, time.perf_counter() - t0))
+        console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,
+                      soft_wrap=True)
+        return 2
     console.print(_summary(table_id, done, time.perf_counter() - t0))
     console.print(f"report: {path}")
     return 0

@@ -12,7 +12,7 @@ from reid_core.cli import main as cli_main
 from reid_core.config import config_from_dict
 from reid_core.engine.checkpoint import read_checkpoint
 from reid_core.engine.trainer import NonFiniteLossError
-from reid_core.experiment import RunStateError, run_experiment
+from reid_core.experiment import RunPaths, RunStateError, load_data, run_experiment, run_id_of
 from reid_core.losses import ReIDLoss
 from reid_core.models import WeightMismatchError
 
@@ -38,6 +38,10 @@ def tiny_cfg(**over):
     return config_from_dict(raw)
 
 
+def paths_of(cfg, root, out) -> RunPaths:
+    return RunPaths(Path(out), run_id_of(cfg, load_data(cfg, root)))
+
+
 class Interrupt(Exception):
     pass
 
@@ -59,9 +63,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, synthetic_cache
     monkeypatch.setattr(trainer, "_train_one_epoch", dying)
     with pytest.raises(Interrupt):
         run_experiment(cfg, data_root=synthetic_cache, out=tmp_path / "b", device="cpu")
-    ckpt = tmp_path / "b" / "checkpoints" / cfg.run_id / "last.pt"
+    paths = paths_of(cfg, synthetic_cache, tmp_path / "b")
+    ckpt = paths.checkpoint
     assert read_checkpoint(ckpt)["epoch"] == 2
-    assert not (tmp_path / "b" / "runs" / f"{cfg.run_id}.json").exists()
+    assert not paths.record.exists()
 
     # Without --resume the unfinished run is not silently restarted.
     monkeypatch.setattr(trainer, "_train_one_epoch", original)
@@ -76,8 +81,11 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, synthetic_cache
     assert resumed["final"] == full["final"]
     strip = lambda h: [{k: v for k, v in e.items() if k not in ("time_s", "images_per_s")} for e in h]
     assert strip(resumed["history"]) == strip(full["history"])
-    a = torch.load(tmp_path / "a" / "checkpoints" / cfg.run_id / "last.pt", weights_only=True)
-    b = torch.load(ckpt, weights_only=True)
+    # The finished attempt's weights are final.pt; last.pt is gone.
+    assert not ckpt.exists() and paths.final_checkpoint.is_file()
+    a = torch.load(paths_of(cfg, synthetic_cache, tmp_path / "a").final_checkpoint,
+                   weights_only=True)
+    b = torch.load(paths.final_checkpoint, weights_only=True)
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
 
@@ -85,7 +93,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, synthetic_cache
 def test_record_contents_skip_and_force(tmp_path, synthetic_cache):
     cfg = tiny_cfg(**{"optim.epochs": 1})
     rec = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
-    path = tmp_path / "runs" / f"{cfg.run_id}.json"
+    path = tmp_path / "runs" / f"{rec['run_id']}.json"
     on_disk = json.loads(path.read_text())
     assert on_disk == json.loads(json.dumps(rec))
     for key in ("config", "config_hash", "seed", "versions", "device", "wall_time_s",
@@ -101,7 +109,11 @@ def test_record_contents_skip_and_force(tmp_path, synthetic_cache):
     mtime = path.stat().st_mtime_ns
     again = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
     assert again == on_disk and path.stat().st_mtime_ns == mtime  # skipped
-    forced = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu", force=True)
+    steps = []
+    forced = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu",
+                            force=True, resume=True, on_step=lambda *a: steps.append(a))
+    assert steps, "--force must train again, not resume the finished checkpoint"
+    assert forced["resumed_from_epoch"] is None and forced["attempt"] != on_disk["attempt"]
     assert forced["final"] == on_disk["final"]  # deterministic on CPU
     assert path.stat().st_mtime_ns != mtime
 
@@ -116,7 +128,7 @@ def test_different_seed_changes_training(tmp_path, synthetic_cache):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, synthetic_cache, monkeypatch):
     cfg = tiny_cfg()
-    ckpt = tmp_path / "checkpoints" / cfg.run_id / "last.pt"
+    ckpt = paths_of(cfg, synthetic_cache, tmp_path).checkpoint
     original = ReIDLoss.__call__
     calls_after_checkpoint = {"n": 0}
 
@@ -136,16 +148,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, synthetic_cache
     good = read_checkpoint(ckpt)
     assert good["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
-    assert not (tmp_path / "runs" / f"{cfg.run_id}.json").exists()
+    assert not paths_of(cfg, synthetic_cache, tmp_path).record.exists()
 
 
 def test_resume_refuses_checkpoint_of_other_config(tmp_path, synthetic_cache):
     cfg = tiny_cfg(**{"optim.epochs": 1})
     run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
     other = tiny_cfg(**{"optim.epochs": 1, "optim.lr": 1e-3})
-    target = tmp_path / "checkpoints" / other.run_id / "last.pt"
+    target = paths_of(other, synthetic_cache, tmp_path).checkpoint
     target.parent.mkdir(parents=True)
-    (tmp_path / "checkpoints" / cfg.run_id / "last.pt").rename(target)
+    paths_of(cfg, synthetic_cache, tmp_path).final_checkpoint.rename(target)
     with pytest.raises(WeightMismatchError, match="refusing to resume"):
         run_experiment(other, data_root=synthetic_cache, out=tmp_path, device="cpu", resume=True)
 

@@ -68,7 +68,7 @@ def test_script_runs_rows_through_the_core_and_reports(tmp_path):
 
     def fake_run(cfg, args, console):
         seen.append((cfg.name, cfg.seed, args.profile))
-        return {"run_id": cfg.run_id, "config_name": cfg.name, "seed": cfg.seed,
+        return {"run_id": f"{cfg.name}-seed{cfg.seed}", "config_name": cfg.name, "seed": cfg.seed,
                 "dataset": {"name": "synthetic"}, "final": {}, "primary_feature": "before_bn"}
 
     rc = main("rga_table4", ["--out", str(tmp_path), "--seeds", "0", "1", "--rows",

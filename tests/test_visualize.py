@@ -261,7 +261,7 @@ def test_records_store_the_cmc_curve(tiny_run):
 
 def test_missing_checkpoint_is_explained(tmp_path, tiny_run, capsys, wide_console):
     path, run_id = _copy_record(tiny_run, tmp_path / "elsewhere")
-    expected = tmp_path / "elsewhere" / "checkpoints" / run_id / "last.pt"
+    expected = tmp_path / "elsewhere" / "checkpoints" / run_id / "final.pt"
     view = load_run(path, device="cpu")
     with pytest.raises(MissingCheckpointError, match="reid_core train"):
         view.require_retrieval()
@@ -336,7 +336,7 @@ def test_evaluate_cli_on_a_partial_set(tiny_run, synthetic_cache, capsys, wide_c
 
     cfg = config_from_dict(record["config"])
     model = build_model(cfg.model, record["dataset"]["splits"]["train"]["ids"], (64, 32))
-    model.load_state_dict(torch.load(out / "checkpoints" / record["run_id"] / "last.pt",
+    model.load_state_dict(torch.load(out / "checkpoints" / record["run_id"] / "final.pt",
                                      weights_only=True)["model"])
     data = build_dataset("synthetic-tiny-partial-reid", synthetic_cache)
     tf = build_test_transform(cfg.data)

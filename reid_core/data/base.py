@@ -14,7 +14,9 @@ Conventions shared by all loaders (and relied upon by the evaluation code):
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,34 @@ class ReIDData:
     @property
     def num_train_cams(self) -> int:
         return len({cam for _, _, cam in self.train})
+
+    def identity(self) -> dict[str, str]:
+        """What a run ran on, for its run id: the dataset name, the evaluation protocol, and a
+        fingerprint of the data itself, so that the same config on another dataset tree (a
+        re-extracted copy, another version, a different split file) is a different run.
+
+        The fingerprint is ``extras["fingerprint"]`` when the loader knows one (a synthetic
+        preset: the digest of its generator parameters, so it does not change with the JPEG
+        encoder); otherwise the SHA-256 of every split's (path relative to the root, pid,
+        camid, file size) -- one ``stat`` per image, no decoding.
+        """
+        fingerprint = self.extras.get("fingerprint") or self.content_fingerprint()
+        return {"dataset": self.name, "protocol": str(self.extras.get("protocol", "market")),
+                "fingerprint": fingerprint}
+
+    def content_fingerprint(self) -> str:
+        h = hashlib.sha256()
+        root = str(self.root)
+        for split in ("train", "query", "gallery"):
+            h.update(f"[{split}]".encode())
+            for path, pid, cam in getattr(self, split):
+                rel = os.path.relpath(path, root) if path.startswith(root) else path
+                try:
+                    size = os.stat(path).st_size
+                except OSError:
+                    size = -1  # unreadable: the preflight check reports it by name
+                h.update(f"{rel}\t{pid}\t{cam}\t{size}\n".encode())
+        return "sha256:" + h.hexdigest()[:16]
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Counts per split: images, identities, cameras."""

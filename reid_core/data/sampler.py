@@ -37,6 +37,10 @@ class RandomIdentitySampler(Sampler[int]):
         num_instances: int,
         generator: torch.Generator | None = None,
     ) -> None:
+        # Checked here as well as in the config: with P = 0 the loop below never ends.
+        if batch_size < 1 or num_instances < 1:
+            raise ValueError(f"batch_size ({batch_size}) and num_instances ({num_instances}) "
+                             "must both be >= 1")
         if batch_size % num_instances:
             raise ValueError(f"batch_size {batch_size} is not a multiple of K={num_instances}")
         k, p = num_instances, batch_size // num_instances

@@ -48,6 +48,11 @@ changes with the cache key).
 Generation is deterministic (each image's randomness derives from (seed, image index), so the
 number of worker processes does not matter), cached by the hash of its parameters, and atomic:
 everything is written into a temporary sibling directory that is renamed into place last.
+Concurrent generations of the same dataset (two runs started at once) are serialised by a file
+lock in the cache root: the second waits and then reuses the first one's result.
+
+The loaders accept either the cache root or a generated dataset directory itself (run records
+store the latter as ``dataset.root``, and ``visualize`` passes it back).
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reid_core.data.base import ReIDData, register_dataset
+from reid_core.data.base import DatasetError, ReIDData, register_dataset
 from reid_core.data.market1501 import GT_BBOX_DIR, read_market_style
 from reid_core.data.partial import (
     PARTIAL_ILIDS_DIRS, PARTIAL_REID_GALLERY, PARTIAL_REID_OCCLUDED, PARTIAL_REID_PROBE,
@@ -78,7 +83,7 @@ from reid_core.data.synthetic_render import (
     STREAM_GT_BBOX_PLAN, STREAM_IDENTITY, STREAM_PILIDS_IMAGE, STREAM_PILIDS_PLAN,
     STREAM_PILIDS_TRACK, STREAM_PLAN, STREAM_PREID_IMAGE, STREAM_PREID_PLAN, STREAM_PREID_TRACK,
     VIEWS, Camera, RenderJob, crop_to_visible, render_image, sample_cameras, sample_identity)
-from reid_core.utils.io import atomic_write_json
+from reid_core.utils.io import atomic_write_json, remove_stale_temps
 
 FORMAT_VERSION = 2  # 2: + gt_bbox/, Partial-REID_Dataset/, Partial_iLIDS/
 SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
@@ -457,29 +462,91 @@ def generate_synthetic(cache_root: str | Path, spec: SyntheticSpec | str = "defa
     with a matching ``spec.json`` it is returned at once. Otherwise the dataset is written into
     a temporary sibling directory that is renamed into place only when complete, so an
     interrupted generation never leaves a partial dataset under the final name.
+
+    Several processes may ask for the same dataset at once (parallel runs on an empty cache):
+    generation holds the lock ``cache_root/.synthetic-<label>-<hash>.lock``, so one process
+    generates and the others wait (saying so when ``progress``), then find it complete.
+    Temporary directories are named ``.<final name>.<pid>.<random>.tmp``; only those of dead
+    processes are removed as leftovers of killed generations.
     """
-    label = spec if isinstance(spec, str) else "custom"
-    if isinstance(spec, str):
-        if spec not in PRESETS:
-            raise KeyError(f"unknown synthetic preset {spec!r}; valid: {', '.join(PRESETS)}")
-        spec = PRESETS[spec]
+    label, spec = _resolve_spec(spec)
     cache_root = Path(cache_root).expanduser()
     final = cache_root / f"synthetic-{label}-{spec.digest()}"
     if _is_complete(final, spec):
         return final
     cache_root.mkdir(parents=True, exist_ok=True)
-    for stale in cache_root.glob(f".{final.name}.*.tmp"):  # leftovers of killed generations
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=cache_root))
+    with _generation_lock(cache_root, final.name, progress):
+        if not _is_complete(final, spec):  # else: another process made it while we waited
+            _generate_into(final, spec, progress, workers or min(2, os.cpu_count() or 1))
+    return final
+
+
+def _resolve_spec(spec: SyntheticSpec | str) -> tuple[str, SyntheticSpec]:
+    """(label used in the directory name, spec) of a preset name or a custom spec."""
+    if not isinstance(spec, str):
+        return "custom", spec
+    if spec not in PRESETS:
+        raise KeyError(f"unknown synthetic preset {spec!r}; valid: {', '.join(PRESETS)}")
+    return spec, PRESETS[spec]
+
+
+def _generate_into(final: Path, spec: SyntheticSpec, progress: bool, workers: int) -> None:
+    """Write the dataset into a fresh temporary sibling of ``final`` and rename it into place.
+
+    Called with the generation lock held. Leftovers of killed generations are removed first;
+    a temporary directory of a live process is left alone even so (a second line of defence
+    should a lock ever be bypassed, e.g. by a file system without working locks).
+    """
+    remove_stale_temps(final.parent, final.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp",
+                                dir=final.parent))
     try:
-        _write_dataset(spec, tmp, progress, workers or min(2, os.cpu_count() or 1))
+        _write_dataset(spec, tmp, progress, workers)
+        if _is_complete(final, spec):  # only if the lock was bypassed: keep the first result
+            shutil.rmtree(tmp)
+            return
         if final.exists():  # a broken leftover under the final name (e.g. edited by hand)
             shutil.rmtree(final)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return final
+
+
+@contextlib.contextmanager
+def _generation_lock(cache_root: Path, name: str, progress: bool) -> Iterator[None]:
+    """Hold ``cache_root/.<name>.lock`` (a ``filelock.FileLock``) for the duration.
+
+    If another process holds it, say so (when ``progress``) and wait: a silent wait of
+    minutes would look like a hang. The lock file is deleted while still held, so a cache
+    root is left with datasets only; a process that was waiting on the deleted file notices
+    (filelock checks the link count after locking) and locks the path afresh, and it
+    re-checks completeness under the lock anyway.
+    """
+    from filelock import FileLock, Timeout
+
+    path = cache_root / f".{name}.lock"
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if progress:
+            _console().print(f"waiting for another process that is generating {name} in "
+                             f"{cache_root} (lock {path.name})", highlight=False,
+                             soft_wrap=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        lock.release()
+
+
+def _console():
+    """The console generation messages go to (stderr, beside the progress bars)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _is_complete(directory: Path, spec: SyntheticSpec) -> bool:
@@ -490,26 +557,88 @@ def _is_complete(directory: Path, spec: SyntheticSpec) -> bool:
     return meta.get("digest") == spec.digest() and meta.get("format_version") == FORMAT_VERSION
 
 
+def _synthetic_meta(directory: Path) -> dict | None:
+    """The ``spec.json`` of a generated synthetic dataset in ``directory``, or None if it has
+    none that looks like one (digest and format fields)."""
+    try:
+        meta = json.loads((directory / "spec.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(meta, dict) and "digest" in meta and "format_version" in meta:
+        return meta
+    return None
+
+
+def resolve_synthetic_dir(root: str | Path, preset: str, name: str | None = None) -> Path:
+    """The directory of ``preset`` for a loader's ``root``: the cache root (the dataset is
+    generated or reused under it) or the preset's own generated directory, used as it is.
+
+    Run records store the generated directory as ``dataset.root``; treating it as a cache
+    root again (``visualize`` does, when it reloads a run's data) would generate a second
+    copy nested inside the first.
+
+    Raises:
+        DatasetError: ``root`` is a synthetic dataset directory of another preset (or another
+            format version), or a damaged one (split directories but no ``spec.json``).
+    """
+    root = Path(root).expanduser()
+    label, spec = _resolve_spec(preset)
+    meta = _synthetic_meta(root)
+    if meta is None:
+        if (root / SPLIT_DIRS[0]).is_dir():
+            raise DatasetError(
+                f"{name or label}: {root} holds a dataset but no valid spec.json, so it is not "
+                f"a synthetic dataset directory (a damaged one?) nor a cache root; pass the "
+                f"cache root instead (default {default_cache_root()}), or delete {root} to "
+                f"have it regenerated")
+        return generate_synthetic(root, preset)
+    if meta.get("digest") == spec.digest() and meta.get("format_version") == FORMAT_VERSION:
+        return root
+    raise DatasetError(
+        f"{name or label}: {root} is the directory of another synthetic dataset (digest "
+        f"{meta.get('digest')}, format {meta.get('format_version')}), not of the {label!r} "
+        f"preset (digest {spec.digest()}, format {FORMAT_VERSION}); pass the cache root that "
+        f"holds the synthetic-* directories (e.g. {root.parent}) or that preset's directory")
+
+
+def _with_fingerprint(data: ReIDData, preset: str) -> ReIDData:
+    """A synthetic dataset is identified by its generator parameters (the cache digest), not
+    by its JPEG bytes, which another Pillow may encode differently (``ReIDData.identity``)."""
+    data.extras["fingerprint"] = f"synthetic-spec:{PRESETS[preset].digest()}"
+    return data
+
+
 def _loader(preset: str, name: str):
     def load(root: Path) -> ReIDData:
-        return read_market_style(generate_synthetic(root, preset), name)
+        return _with_fingerprint(read_market_style(resolve_synthetic_dir(root, preset, name),
+                                                   name), preset)
 
-    load.__doc__ = f"The {preset!r} synthetic preset, generated (cached) under ``root``."
+    load.__doc__ = (f"The {preset!r} synthetic preset, generated (cached) under ``root``, or "
+                    f"read from ``root`` if it is that preset's generated directory.")
     return load
 
 
 def _partial_loader(preset: str, name: str, protocol: str):
-    """Loader of a preset's partial set (``protocol``: ``"partial-reid"`` / ``"partial-ilids"``)."""
+    """Loader of a preset's partial set (``protocol``: ``"partial-reid"`` / ``"partial-ilids"``).
+
+    ``root`` may also be the partial set's own directory inside the generated dataset (what
+    the run record of such an evaluation stores as ``dataset.root``)."""
+    subdir = PARTIAL_REID_DIR if protocol == "partial-reid" else PARTIAL_ILIDS_DIR
 
     def load(root: Path) -> ReIDData:
-        d = generate_synthetic(root, preset)
+        root = Path(root).expanduser()
+        if root.name == subdir and _synthetic_meta(root.parent) is not None:
+            root = root.parent
+        d = resolve_synthetic_dir(root, preset, name)
         if protocol == "partial-reid":
-            return read_partial_reid(d / PARTIAL_REID_DIR, name)
-        return read_partial_ilids(d / PARTIAL_ILIDS_DIR, name,
-                                  dirs=(PARTIAL_ILIDS_PROBE, PARTIAL_ILIDS_GALLERY))
+            return _with_fingerprint(read_partial_reid(d / PARTIAL_REID_DIR, name), preset)
+        return _with_fingerprint(read_partial_ilids(d / PARTIAL_ILIDS_DIR, name,
+                                                    dirs=(PARTIAL_ILIDS_PROBE,
+                                                          PARTIAL_ILIDS_GALLERY)), preset)
 
     load.__doc__ = (f"The {protocol} set of the {preset!r} synthetic preset (test identities; "
-                    f"empty train), generated (cached) under ``root``.")
+                    f"empty train), generated (cached) under ``root``, or read from ``root`` if "
+                    f"it is that preset's directory.")
     return load
 
 

@@ -1,22 +1,78 @@
 """Training checkpoints: written atomically, read with ``weights_only=True``, loaded strictly.
 
 A checkpoint holds everything needed to continue a run exactly: model, optimizer, scheduler,
-gradient scaler, every RNG state, the epoch just finished, and the evaluations so far.
+gradient scaler, every RNG state, the epoch just finished, the evaluations so far, and the
+run's *attempt*: an id drawn when training starts from scratch, kept across resumes, and
+written into the run record. Two files per run id::
+
+    <out>/checkpoints/<run_id>/last.pt    the attempt being trained (written every epoch)
+    <out>/checkpoints/<run_id>/final.pt   the finished attempt whose record is in <out>/runs
+
+A finished attempt's ``last.pt`` becomes ``final.pt`` after its record is written, so a
+``--force`` re-run that is interrupted leaves the earlier finished weights (and record) intact,
+and :func:`finished_checkpoint` never hands a half-trained model out under a finished name.
 """
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from reid_core.models.weights import WeightMismatchError, load_state_strict
+from reid_core.models.weights import (
+    UnreadableWeightsError, WeightMismatchError, load_state_strict, load_torch_file)
 from reid_core.utils.io import atomic_save
 from reid_core.utils.seed import capture_rng_state
 
 FORMAT_VERSION = 1
+LAST, FINAL = "last.pt", "final.pt"
+
+
+def new_attempt_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass
+class RunClock:
+    """Identity and wall time of one training attempt across its resumed segments.
+
+    ``elapsed_before_s`` is the wall time of the earlier segments (from the checkpoint) and
+    ``segments`` lists them, so a resumed run's record reports the time of all of them.
+    """
+
+    attempt: str
+    elapsed_before_s: float = 0.0
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    from_epoch: int = 0  #: epochs finished when this segment started
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def fresh(cls) -> RunClock:
+        return cls(attempt=new_attempt_id())
+
+    @classmethod
+    def resumed(cls, ckpt: dict[str, Any]) -> RunClock:
+        run = ckpt.get("run") or {}
+        return cls(attempt=run.get("attempt") or new_attempt_id(),
+                   elapsed_before_s=float(run.get("elapsed_s", 0.0)),
+                   segments=list(run.get("segments", [])), from_epoch=int(ckpt["epoch"]))
+
+    def elapsed(self) -> float:
+        """Wall time of all segments so far, this one included."""
+        return self.elapsed_before_s + (time.perf_counter() - self.started)
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        """What the checkpoint stores after ``epoch``: attempt, total time, segments so far."""
+        current = {"from_epoch": self.from_epoch, "to_epoch": epoch,
+                   "wall_time_s": round(time.perf_counter() - self.started, 2)}
+        return {"attempt": self.attempt, "elapsed_s": round(self.elapsed(), 2),
+                "segments": [*self.segments, current]}
 
 
 def save_checkpoint(
@@ -29,8 +85,10 @@ def save_checkpoint(
     epoch: int,
     config_hash: str,
     history: list[dict[str, Any]],
+    run: dict[str, Any] | None = None,
 ) -> None:
-    """Write the state after ``epoch`` (1-based count of finished epochs) to ``path``."""
+    """Write the state after ``epoch`` (1-based count of finished epochs) to ``path``;
+    ``run`` is :meth:`RunClock.state` (attempt id and wall time so far)."""
     state = {
         "format_version": FORMAT_VERSION,
         "config_hash": config_hash,
@@ -41,6 +99,7 @@ def save_checkpoint(
         "scaler": scaler.state_dict(),
         "rng": capture_rng_state(),
         "history": history,
+        "run": run or {},
     }
     atomic_save(path, lambda f: torch.save(state, f))
 
@@ -48,9 +107,13 @@ def save_checkpoint(
 def read_checkpoint(path: Path, expected_hash: str | None = None) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (safe unpickling only).
 
-    Raises :class:`WeightMismatchError` when it belongs to a different config.
+    Raises:
+        UnreadableWeightsError: truncated, corrupt or not a torch file (the message says to
+            pass ``--force`` to start over).
+        WeightMismatchError: not a reid_core checkpoint, or written by a different config.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_torch_file(path, "checkpoint",
+                           hint="; pass --force to discard it and train from scratch")
     if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION:
         raise WeightMismatchError(f"{path} is not a reid_core training checkpoint "
                                   f"(format_version {FORMAT_VERSION})")
@@ -61,7 +124,62 @@ def read_checkpoint(path: Path, expected_hash: str | None = None) -> dict[str, A
     return ckpt
 
 
+def attempt_of(ckpt: dict[str, Any]) -> str | None:
+    return (ckpt.get("run") or {}).get("attempt")
+
+
+def finalize(directory: Path) -> None:
+    """Make a finished attempt's ``last.pt`` the run's ``final.pt`` (atomic rename)."""
+    last = directory / LAST
+    if last.is_file():
+        os.replace(last, directory / FINAL)
+
+
+class StaleCheckpointError(WeightMismatchError):
+    """The run's checkpoint holds other weights than those its record was evaluated with."""
+
+
+def finished_checkpoint(directory: Path, record: dict[str, Any]) -> Path:
+    """The checkpoint file holding the weights ``record`` was evaluated with.
+
+    ``final.pt`` normally; ``last.pt`` if the run finished and its record was written but the
+    rename did not happen (interrupted in between). Records written before attempts existed
+    have no ``attempt``: their ``last.pt`` is accepted when it is at the last epoch.
+
+    Raises:
+        FileNotFoundError: neither file exists.
+        StaleCheckpointError: the only checkpoint belongs to another attempt (an unfinished
+            ``--force`` re-run) or stops before the last epoch.
+    """
+    attempt = record.get("attempt")
+    epochs = int(record["config"]["optim"]["epochs"])
+    problems = []
+    for name in (FINAL, LAST):
+        path = directory / name
+        if not path.is_file():
+            continue
+        ckpt = read_checkpoint(path, expected_hash=record.get("config_hash"))
+        same = attempt is None or attempt_of(ckpt) == attempt
+        if same and int(ckpt["epoch"]) == epochs:
+            return path
+        problems.append(f"{path} is {'another attempt' if not same else 'a run'} at epoch "
+                        f"{ckpt['epoch']} of {epochs}")
+    if not problems:
+        raise FileNotFoundError(f"no checkpoint of run {record.get('run_id')} in {directory} "
+                                f"(expected {FINAL})")
+    raise StaleCheckpointError(
+        f"run {record.get('run_id')}: no checkpoint holds the weights its record was evaluated "
+        f"with ({'; '.join(problems)}: an unfinished re-run started after the record was "
+        f"written). Finish it (re-run with --resume) to evaluate the new weights, or re-train "
+        f"with --force.")
+
+
 def load_model_weights(model: nn.Module, path: Path) -> None:
     """Load only the model weights of a checkpoint (strictly: a mismatch lists the keys)."""
     ckpt = read_checkpoint(path)
     load_state_strict(model, ckpt["model"], str(path))
+
+
+__all__ = ["FINAL", "LAST", "RunClock", "StaleCheckpointError", "UnreadableWeightsError",
+           "attempt_of", "finalize", "finished_checkpoint", "load_model_weights",
+           "read_checkpoint", "save_checkpoint"]

@@ -24,14 +24,18 @@ from reid_core.data.base import ImageItem
 from reid_core.data.image_dataset import ImageDataset, cache_decoded
 from reid_core.data.sampler import RandomIdentitySampler
 from reid_core.data.transforms import build_train_transform
-from reid_core.engine.checkpoint import read_checkpoint, save_checkpoint
+from reid_core.engine.checkpoint import RunClock, read_checkpoint, save_checkpoint
 from reid_core.engine.optim import build_optimizer, build_scheduler
 from reid_core.losses import ReIDLoss
 from reid_core.models.weights import load_state_strict
 from reid_core.utils.device import DeviceSettings
+from reid_core.utils.io import OutputWriteError
 from reid_core.utils.seed import epoch_generator, restore_rng_state
 
 Evaluator = Callable[[nn.Module], dict[str, Any]]
+#: Called after every optimiser step with (epoch, iteration, loss), both 0-based: a hook for
+#: observers that need more than the per-epoch means (the regression check's first steps).
+StepHook = Callable[[int, int, float], None]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -48,6 +52,8 @@ def fit(
     resume: bool = False,
     evaluate: Evaluator | None = None,
     console: Console | None = None,
+    on_step: StepHook | None = None,
+    clock: RunClock | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` for ``cfg.optim.epochs`` epochs; return the per-epoch history.
 
@@ -57,7 +63,11 @@ def fit(
             gradient scaler, RNG states, epoch and history are restored).
         evaluate: called with the model every ``cfg.eval.every`` epochs (if > 0); its result
             is stored in the history.
+        on_step: called after every optimiser step (see :data:`StepHook`).
+        clock: the attempt id and wall time stored in every checkpoint (default: a fresh
+            attempt; a resumed run passes :meth:`RunClock.resumed` of its checkpoint).
     """
+    clock = clock or RunClock.fresh()
     console = console or Console()
     model.to(device.device)
     if device.channels_last:
@@ -80,7 +90,8 @@ def fit(
         console.print(f"[bold]resumed[/] from {checkpoint} after epoch {start_epoch}")
 
     dataset = ImageDataset(train_items, build_train_transform(cfg.data),
-                           cache=cache_decoded(len(train_items), cfg.data.workers))
+                           cache=cache_decoded(len(train_items), cfg.data.workers),
+                           dataset=cfg.data.dataset)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
                         console=console, transient=True)
@@ -99,7 +110,7 @@ def fit(
             task = progress.add_task(f"epoch {epoch + 1}/{cfg.optim.epochs}",
                                      total=len(loader), status="")
             stats = _train_one_epoch(model, loader, optimizer, scaler, criterion, device,
-                                     progress, task, epoch, checkpoint)
+                                     progress, task, epoch, checkpoint, on_step)
             progress.remove_task(task)
             stats["lr"] = scheduler.get_last_lr()[0]
             scheduler.step()
@@ -108,14 +119,21 @@ def fit(
             stats["eval"] = evaluate(model) if (evaluate is not None and due) else None
             history.append(stats)
             console.print(_epoch_line(stats, cfg.optim.epochs))
-            save_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
-                            scaler=scaler, epoch=epoch + 1, config_hash=cfg.config_hash(),
-                            history=history)
+            try:
+                save_checkpoint(checkpoint, model=model, optimizer=optimizer,
+                                scheduler=scheduler, scaler=scaler, epoch=epoch + 1,
+                                config_hash=cfg.config_hash(), history=history,
+                                run=clock.state(epoch + 1))
+            except OutputWriteError as e:  # disk full, read-only: say what survives
+                last = (f"the last good checkpoint (after epoch {epoch}) is {checkpoint}; free "
+                        f"space and re-run with --resume" if checkpoint.is_file()
+                        else "no checkpoint was written yet")
+                raise OutputWriteError(e.errno, f"{e}; {last}", e.filename) from None
     return history
 
 
 def _train_one_epoch(model, loader, optimizer, scaler, criterion, device, progress, task,
-                     epoch, checkpoint) -> dict[str, Any]:
+                     epoch, checkpoint, on_step) -> dict[str, Any]:
     model.train()
     t0 = time.perf_counter()
     sums: dict[str, float] = {}
@@ -139,6 +157,8 @@ def _train_one_epoch(model, loader, optimizer, scaler, criterion, device, progre
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if on_step is not None:
+            on_step(epoch, it, loss_value)
         for k, v in {"loss": loss_value, **parts}.items():
             sums[k] = sums.get(k, 0.0) + v
         if out.logits is not None:

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from reid_core.metrics.rank import require_finite
+
 DISTANCE_METRICS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine")
 
 
@@ -35,7 +37,9 @@ def compute_distance_matrix(qf: Any, gf: Any, metric: str = "euclidean") -> torc
         from producing negative squared distances (and NaN from ``sqrt``).
 
     Raises:
-        ValueError: on an unknown metric or incompatible shapes.
+        ValueError: on an unknown metric, incompatible shapes, or NaN / inf in a feature (the
+            message counts them and names their rows: a NaN feature would otherwise turn
+            into NaN distances that surface much later, far from their cause).
     """
     if metric not in DISTANCE_METRICS:
         raise ValueError(
@@ -51,6 +55,8 @@ def compute_distance_matrix(qf: Any, gf: Any, metric: str = "euclidean") -> torc
         raise ValueError(
             f"feature dims differ: qf has shape {tuple(qf.shape)}, gf has shape {tuple(gf.shape)}"
         )
+    require_finite(qf, "query features", "compute_distance_matrix")
+    require_finite(gf, "gallery features", "compute_distance_matrix")
 
     dtype = _compute_dtype(qf.dtype, gf.dtype)
     qf, gf = qf.to(dtype), gf.to(dtype)

@@ -68,11 +68,35 @@ class RetrievalEvaluator:
                 f"(Market-1501 layout: <root>/gt_bbox/); dataset {data_cfg.dataset!r} has none")
         tf = build_test_transform(data_cfg)
         workers = data_cfg.workers
-        self.query = ImageDataset(query, tf, cache=cache_decoded(len(query), workers))
-        self.gallery = ImageDataset(gallery, tf, cache=cache_decoded(len(gallery), workers))
-        self.gt_bbox = ImageDataset(gt_bbox, tf, cache=False) if multi else None
+        name = data_cfg.dataset
+        self.query = ImageDataset(query, tf, cache=cache_decoded(len(query), workers),
+                                  dataset=name)
+        self.gallery = ImageDataset(gallery, tf, cache=cache_decoded(len(gallery), workers),
+                                    dataset=name)
+        self.gt_bbox = ImageDataset(gt_bbox, tf, cache=False, dataset=name) if multi else None
         self.cfg, self.device, self.workers = eval_cfg, device, data_cfg.workers
         self.protocol, self.seed = protocol, seed
+        self.dataset = data_cfg.dataset
+
+    def preflight(self) -> None:
+        """Check the settings against this split before any feature is extracted.
+
+        Raises:
+            ValueError: re-ranking neighbourhoods (k1, k2) as large as the query + gallery
+                set (Zhong's code would silently use fewer neighbours), or an empty query or
+                gallery.
+        """
+        if not len(self.query) or not len(self.gallery):
+            raise ValueError(f"dataset {self.dataset!r}: evaluation needs query and gallery "
+                             f"images, got {len(self.query)} query / {len(self.gallery)} "
+                             f"gallery")
+        if self.cfg.rerank:
+            n = len(self.query) + len(self.gallery)
+            k1, k2 = self.cfg.rerank_k1, self.cfg.rerank_k2
+            for key, k in (("rerank_k1", k1), ("rerank_k2", k2)):
+                if k >= n:
+                    raise ValueError(f"eval.{key} = {k} needs more than {k} query + gallery "
+                                     f"images; dataset {self.dataset!r} has {n}: lower {key}")
 
     def features(self, model: nn.Module):
         """``((qf, q_pids, q_cams), (gf, g_pids, g_cams))``, features as ``{name: (n, D)}``."""

@@ -181,8 +181,9 @@ def evaluate_rank_metrics(
         distmat (numpy.ndarray or torch.Tensor): distance matrix of shape
             (num_query, num_gallery); smaller means more similar. Float dtypes are compared as
             they are (float16 / bfloat16 are widened to float32, which is exact), so ties are
-            preserved; NaN is rejected. A CUDA tensor stays on its device with the torch
-            backend.
+            preserved; NaN is rejected (the message counts them and names their rows), while
+            ``inf`` / ``-inf`` are ordinary, ordered values. A CUDA tensor stays on its device
+            with the torch backend.
         q_pids (numpy.ndarray or torch.Tensor): integer query person ids, shape (num_query,).
         g_pids (numpy.ndarray or torch.Tensor): integer gallery person ids, shape
             (num_gallery,). ``-1`` = junk, ``0`` = distractor.
@@ -207,8 +208,8 @@ def evaluate_rank_metrics(
 
     Raises:
         ValueError: on an unknown ``ap_mode`` / ``backend``, bad ``max_rank`` / ``chunk_size``,
-            mismatched shapes, non-integer ids, non-numeric or NaN distances, or when no
-            query has a true match.
+            mismatched shapes, non-integer ids, non-numeric distances, NaN distances (the
+            message counts them and names their rows), or when no query has a true match.
         ImportError: for ``backend="numba"`` when numba is not installed.
     """
     if ap_mode not in AP_MODES:
@@ -255,10 +256,16 @@ def evaluate_rank_metrics(
         chunk_ranks, rows_per_call = _torch_chunk_ranks, chunk_size
     for start, stop in _call_bounds(num_matches, rows_per_call):
         rows = slice(start, stop)
-        ranks = chunk_ranks(
-            distmat[rows], q_pids[rows], q_camids[rows], q_groups[rows], num_matches[rows],
-            index,
-        )
+        try:
+            ranks = chunk_ranks(
+                distmat[rows], q_pids[rows], q_camids[rows], q_groups[rows], num_matches[rows],
+                index,
+            )
+        except _NaNInChunk:
+            # The kernels see every NaN at no extra cost; only now is the whole matrix scanned
+            # for the message (how many, which rows).
+            require_finite(distmat, "distmat", "evaluate_rank_metrics", allow_inf=True)
+            raise AssertionError("a rank kernel reported NaN the scan did not find") from None
         first_rank[rows], ap[rows], inp[rows] = _metrics_from_ranks(
             ranks, num_matches[rows], ap_mode
         )
@@ -416,7 +423,7 @@ def _numba_chunk_ranks(
         index.member_start, offsets, ranks, nan_rows,
     )
     if nan_rows.any():
-        raise ValueError("distmat contains NaN; the ranking would be undefined")
+        raise _NaNInChunk
     return ranks
 
 
@@ -474,7 +481,7 @@ def _torch_chunk_ranks(
     is_float = dist.is_floating_point()
     if width == 0:  # no query of this chunk has a match: only the NaN check is left
         if is_float and bool(torch.isnan(dist).any()):
-            raise ValueError("distmat contains NaN; the ranking would be undefined")
+            raise _NaNInChunk
         return np.empty(0, dtype=np.int64)
 
     # (B, width) gallery indices of each query's matches, ascending; padding = num_g.
@@ -497,7 +504,7 @@ def _torch_chunk_ranks(
     flat = torch.nonzero((~(dist > threshold)).view(-1)).squeeze(1)
     values = dist.view(-1).index_select(0, flat)
     if is_float and bool(torch.isnan(values).any()):
-        raise ValueError("distmat contains NaN; the ranking would be undefined")
+        raise _NaNInChunk
     rows, cols = flat // num_g, flat % num_g
     pids = torch.from_numpy(index.g_pids).to(device).index_select(0, cols)
     negative = pids != torch.from_numpy(q_pids).to(device).index_select(0, rows)
@@ -623,6 +630,89 @@ def stable_argsort_rows(dist: np.ndarray) -> np.ndarray:
     keys.sort(axis=1)
     keys &= np.uint64(0xFFFFFFFF)
     return keys.view(np.int64)  # values < 2**32, so the int64 view is the index itself
+
+
+class _NaNInChunk(ValueError):
+    """A rank kernel met NaN in its chunk; :func:`evaluate_rank_metrics` turns it into the
+    detailed :func:`require_finite` error about the whole matrix."""
+
+
+#: Elements per block scanned by :func:`require_finite`: its bool temporary stays at 256 kB
+#: however large the matrix (the evaluators promise no matrix-sized temporaries).
+_FINITE_BLOCK_ITEMS = 1 << 18
+
+
+def require_finite(values: Any, what: str, caller: str, *, allow_inf: bool = False) -> None:
+    """Raise a ValueError saying how many entries of ``values`` are NaN (or inf) and in which
+    rows.
+
+    Why: NaN / inf come from a diverged model or a corrupt checkpoint and make compiled
+    evaluation code misbehave (re-ranking corrupted the heap on inf) or return NaN metrics;
+    one clear message at the entry point is what the user can act on. Cost: one ``isfinite``
+    (``isnan`` with ``allow_inf``) pass over blocks of rows, so the temporary is bounded;
+    integer arrays are skipped. Accepts numpy arrays and torch tensors (any device).
+
+    Args:
+        values: 1-D or 2-D numpy array or torch tensor.
+        what: what to call it in the message, e.g. ``"query features"`` or ``"distmat"``.
+        caller: the public function the message starts with.
+        allow_inf: accept +-inf and reject NaN only (ranking orders inf like any value).
+
+    Raises:
+        ValueError: ``"<caller>: <what> contain(s) N non-finite values (NaN/inf) in rows
+            [...]; ..."``.
+    """
+    count, rows = _non_finite_rows(values, allow_inf)
+    if count == 0:
+        return
+    kind = "NaN values" if allow_inf else "non-finite values (NaN/inf)"
+    shown = ", ".join(str(r) for r in rows[:10])
+    if len(rows) > 10:
+        shown += f", ... ({len(rows)} rows)"
+    verb = "contain" if what.endswith("s") else "contains"
+    raise ValueError(
+        f"{caller}: {what} {verb} {count} {kind} in rows [{shown}]; the result would be "
+        f"undefined -- such values come from a diverged model or a corrupt checkpoint, so "
+        f"check the features (and the model that produced them) first"
+    )
+
+
+def _non_finite_rows(values: Any, allow_inf: bool) -> tuple[int, list[int]]:
+    """(number of bad entries, ascending rows holding them) of a 1-D or 2-D array/tensor."""
+    tensor = _is_tensor(values)
+    if tensor:
+        if not (values.is_floating_point() or values.is_complex()):
+            return 0, []
+    else:
+        values = np.asarray(values)
+        if values.dtype.kind not in "fc":
+            return 0, []
+    if values.ndim == 0:
+        values = values.reshape(1, 1)
+    elif values.ndim == 1:
+        values = values.reshape(-1, 1)
+    width = max(1, int(np.prod(values.shape[1:])))
+    step = max(1, _FINITE_BLOCK_ITEMS // width)
+    count, rows = 0, []
+    for start in range(0, int(values.shape[0]), step):
+        bad = _bad_mask(values[start:start + step], tensor, allow_inf)
+        if bad is None:
+            continue
+        count += int(bad.sum())
+        rows += (bad.reshape(bad.shape[0], -1).any(axis=1).nonzero()[0] + start).tolist()
+    return count, rows
+
+
+def _bad_mask(block: Any, tensor: bool, allow_inf: bool) -> np.ndarray | None:
+    """numpy bool mask of the NaN (or non-finite) entries of ``block``; None if there is none
+    (the common case: only the one pass, no further work)."""
+    if tensor:
+        import torch
+
+        bad_t = torch.isnan(block) if allow_inf else ~torch.isfinite(block)
+        return bad_t.cpu().numpy() if bool(bad_t.any()) else None
+    bad = np.isnan(block) if allow_inf else ~np.isfinite(block)
+    return bad if bad.any() else None
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -60,6 +60,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from reid_core.metrics.rank import require_finite
+
 #: Base distances :func:`re_ranking` can compute from features (see its docstring).
 BASE_DISTANCES: tuple[str, ...] = ("euclidean", "sqeuclidean", "cosine")
 
@@ -137,7 +139,8 @@ def re_ranking(
         module docstring.
 
     Raises:
-        ValueError: on bad shapes, parameters, ``base`` or ``out``.
+        ValueError: on bad shapes, parameters, ``base`` or ``out``, or NaN / inf in a feature
+            (checked before any compiled code runs: inf used to corrupt the heap there).
     """
     if base not in BASE_DISTANCES:
         raise ValueError(f"unknown base distance {base!r}; valid: {', '.join(BASE_DISTANCES)}")
@@ -195,10 +198,13 @@ def re_ranking_from_distances(
         float32 (the reference squares in the input dtype and casts to float32).
 
     Raises:
-        ValueError: on inconsistent shapes, bad parameters or ``out``.
+        ValueError: on inconsistent shapes, bad parameters or ``out``, or NaN / inf in a
+            matrix (checked before any compiled code runs).
     """
     q_g, q_q, g_g = (_as_numpy_2d(m, name) for m, name in
                      ((q_g_dist, "q_g_dist"), (q_q_dist, "q_q_dist"), (g_g_dist, "g_g_dist")))
+    for matrix, name in ((q_g, "q_g_dist"), (q_q, "q_q_dist"), (g_g, "g_g_dist")):
+        require_finite(matrix, name, "re_ranking_from_distances")
     num_query, num_gallery = q_g.shape
     if q_q.shape != (num_query, num_query) or g_g.shape != (num_gallery, num_gallery):
         raise ValueError(
@@ -317,6 +323,10 @@ class _FeatureSource:
         if qf.shape[1] != gf.shape[1]:
             raise ValueError(f"feature dims differ: qf has shape {qf.shape}, gf has shape "
                              f"{gf.shape}")
+        # Before the numba scan: it keeps the smallest values by comparison, which NaN / inf
+        # break (inf corrupted the heap).
+        require_finite(qf, "query features", "re_ranking")
+        require_finite(gf, "gallery features", "re_ranking")
         dtype = np.float64 if np.float64 in (qf.dtype, gf.dtype) else np.float32
         feats = np.concatenate([qf, gf]).astype(dtype, copy=False)
         if base == "cosine":  # zero features stay zero: similarity 0 to everything

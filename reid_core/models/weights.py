@@ -7,8 +7,11 @@ the only keys one may drop are named explicitly by the caller (e.g. ImageNet's `
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,6 +19,37 @@ from torch import nn
 
 class WeightMismatchError(RuntimeError):
     """A state dict does not match the model it is loaded into."""
+
+
+class UnreadableWeightsError(ValueError):
+    """A weights or checkpoint file that torch cannot read: truncated, corrupt, not a torch
+    file, or holding pickled objects that ``weights_only=True`` refuses to run."""
+
+
+def load_torch_file(path: str | Path, what: str = "weights file", hint: str = "") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with one clear error.
+
+    torch reports a truncated file as a zip-archive ``RuntimeError``, a text file as an
+    ``UnpicklingError`` about a "load key", and an unsafe pickle as a long "Weights only load
+    failed" essay; a user gets one line naming the file, the problem and ``hint``.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower() or "weights_only" in str(e):
+            problem = ("holds pickled Python objects besides tensors, which weights_only=True "
+                       "refuses to execute; if you trust it, load it yourself and re-save its "
+                       "state_dict() with torch.save")
+        else:
+            problem = "is not a torch file (or is corrupt)"
+        raise UnreadableWeightsError(f"{what} {path} {problem}{hint}") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnreadableWeightsError(f"{what} {path} cannot be read: truncated or corrupt "
+                                     f"({first}){hint}") from None
 
 
 def load_state_strict(
@@ -59,10 +93,7 @@ def load_state_strict(
 
 def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict with ``weights_only=True``; unwrap ``{"state_dict": ...}`` / ``{"model": ...}``."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = load_torch_file(path, "weights file")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]

@@ -19,15 +19,20 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from reid_core.results.paper_tables import PaperTable, load_table  # noqa: E402
-from reid_core.utils.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from reid_core.results.paper_tables import PaperTable, load_table
+from reid_core.results.report import EmptyReportError, Environment, untouched_text
+from reid_core.utils.io import atomic_save, atomic_write_text
 
 MEMORY_MODES = ("train", "inference")
+#: The column metrics of a cost table: such a table is reported here, not by the metrics
+#: report (which has no way to fill them).
+COST_METRICS = frozenset({"memory_per_image", "fps"})
+
+
+def is_cost_table(table: PaperTable) -> bool:
+    """True for a data table of memory per image and FPS (CSA Table 6), whose report is
+    :func:`render_cost_report`."""
+    return table.kind == "data" and {c.metric for c in table.columns} == COST_METRICS
 
 
 def _published(table: PaperTable, metric: str) -> dict[str, float | None]:
@@ -35,10 +40,38 @@ def _published(table: PaperTable, metric: str) -> dict[str, float | None]:
     return {row.name: row.cells[j].value for row in table.rows}
 
 
+def _is_cost_record(record: Mapping[str, Any], config: str | None) -> bool:
+    """True for a cost measurement (memory / FPS) of ``config``."""
+    measurements = record.get("measurements")
+    return (config is not None and record.get("config_name") == config
+            and isinstance(measurements, Mapping) and "fps" in measurements)
+
+
 def _measured(records: Sequence[Mapping[str, Any]], config: str | None) -> list[Mapping[str, Any]]:
-    return [r["measurements"] for r in records
-            if config is not None and r.get("config_name") == config and "measurements" in r
-            and "fps" in r["measurements"]]
+    return [r["measurements"] for r in records if _is_cost_record(r, config)]
+
+
+def used_records(table: PaperTable, records: Sequence[Mapping[str, Any]]
+                 ) -> list[Mapping[str, Any]]:
+    """The records the cost report draws on (cost measurements of the table's rows), in row
+    order: the ones whose environment the header must state."""
+    configs = list(dict.fromkeys(row.config for row in table.rows if row.config is not None))
+    return [r for config in configs for r in records if _is_cost_record(r, config)]
+
+
+def cost_environment(table: PaperTable, records: Sequence[Mapping[str, Any]]) -> Environment:
+    """The software the records this report uses were made with (the header states it, the
+    CLI prints its warnings). The shared check of the metrics report, with records named by
+    their row: seeds mean nothing for a measurement; repeated invocations show as ``×n``."""
+    names: dict[str, str] = {}
+    for row in table.rows:
+        if row.config is not None:
+            names.setdefault(row.config, row.name)
+
+    def label(record: Mapping[str, Any]) -> tuple[str, str | None]:
+        config = str(record.get("config_name"))
+        return names.get(config, config), None
+    return Environment.of(used_records(table, records), label)
 
 
 def cost_frame(table: PaperTable, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -78,32 +111,50 @@ def _num(x: float | None, fmt: str = "{:.1f}") -> str:
 
 def render_cost_report(table_id: str, records: Sequence[Mapping[str, Any]],
                        out_dir: str | Path = Path("results/reports")) -> Path:
-    """Write ``<out_dir>/<table_id>.md`` and ``<table_id>_ratios.png``; return the Markdown path."""
+    """Write ``<out_dir>/<table_id>.md`` and ``<table_id>_ratios.png``; return the Markdown path.
+
+    Raises :class:`~reid_core.results.report.EmptyReportError` (nothing written) when no
+    record measures a row of the table: an all-"not run" report would replace the committed
+    one. Every file is written atomically, the Markdown rendered before any is written.
+    """
     table = load_table(table_id)
-    rows = cost_frame(table, records)
     out_dir = Path(out_dir)
-    png = out_dir / f"{table_id}_ratios.png"
+    path, png = out_dir / f"{table_id}.md", out_dir / f"{table_id}_ratios.png"
+    used = used_records(table, records)
+    if not used:
+        raise EmptyReportError(
+            f"no cost measurement (a record with measurements.fps) of {table_id}'s configs "
+            f"among the {len(records)} record(s) given; run `python reproduce/table6_csa.py`; "
+            f"{untouched_text(path)}")
+    rows = cost_frame(table, records)
+    text = _markdown(table, rows, records, png.name)
     _plot_ratios(rows, table, png)
-    meta = next((r["measurements"] for r in records if "measurements" in r
-                 and "fps" in r["measurements"]), None)
+    atomic_write_text(path, text)
+    return path
+
+
+def _markdown(table: PaperTable, rows: list[dict[str, Any]], records: Sequence[Mapping[str, Any]],
+              png_name: str) -> str:
+    """The report text: how it was measured, the environment, the table, the raw peaks."""
+    environment = cost_environment(table, records)
+    meta = environment.records[0]["measurements"]  # the setup of the first row measured
     lines = [f"# {table.paper} Table {table.table}: {table.caption}", ""]
-    if meta is None:
-        lines += ["No measurements yet: run `python reproduce/table6_csa.py`.", ""]
-    else:
-        h, w = meta["input_size"]
-        lines += [
-            f"- **Measured on:** {meta['device']} ({meta.get('threads', '?')} threads), "
-            f"input {h} x {w}, batch {meta['batch_size']}, {meta['repeats']} timed repeats "
-            f"after {meta.get('warmup', 1)} warm-up; random init (weights do not change cost).",
-            f"- **Memory:** {meta['memory_method']}",
-            "- **FPS:** images per second of an inference forward (`torch.no_grad`, eval mode) "
-            "at that batch: *median* from the median time over repeats, *best* from the "
-            "minimum time.",
-            "- **Published:** the paper does not state hardware, batch size, or whether memory "
-            "is measured in training or inference; compare the **ratios to PCB**, not the "
-            "absolute values.",
-            "",
-        ]
+    lines += environment.warning_markdown()
+    h, w = meta["input_size"]
+    lines += [
+        f"- **Measured on:** {meta['device']} ({meta.get('threads', '?')} threads), "
+        f"input {h} x {w}, batch {meta['batch_size']}, {meta['repeats']} timed repeats "
+        f"after {meta.get('warmup', 1)} warm-up; random init (weights do not change cost).",
+        f"- **Memory:** {meta['memory_method']}",
+        "- **FPS:** images per second of an inference forward (`torch.no_grad`, eval mode) "
+        "at that batch: *median* from the median time over repeats, *best* from the "
+        "minimum time.",
+        "- **Published:** the paper does not state hardware, batch size, or whether memory "
+        "is measured in training or inference; compare the **ratios to PCB**, not the "
+        "absolute values.",
+        environment.bullet(),
+        "",
+    ]
     header = ["Row", "Published MB/img", "Published ratio", "Train MB/img", "Train ratio",
               "Inference MB/img", "Inference ratio", "Published FPS", "Published ratio",
               "FPS median (best)", "FPS ratio"]
@@ -118,10 +169,9 @@ def render_cost_report(table_id: str, records: Sequence[Mapping[str, Any]],
              else f"{e['fps_median']:.1f} ({e['fps_best']:.1f})"),
             _pct(e.get("fps_median_ratio")),
         ]) + " |")
-    lines += ["", f"![ratios to {table.baseline_row}]({png.name})", ""]
+    lines += ["", f"![ratios to {table.baseline_row}]({png_name})", ""]
     lines += _raw_peaks(table, records)
-    atomic_write_text(out_dir / f"{table_id}.md", "\n".join(lines))
-    return out_dir / f"{table_id}.md"
+    return "\n".join(lines)
 
 
 def _raw_peaks(table: PaperTable, records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -141,10 +191,15 @@ def _raw_peaks(table: PaperTable, records: Sequence[Mapping[str, Any]]) -> list[
 
 
 def _plot_ratios(rows: list[dict[str, Any]], table: PaperTable, path: Path) -> None:
-    import io
+    """Bars of the ratios to the baseline row, written atomically. Drawn on a bare Agg
+    Figure: no pyplot state, and importing this module does not switch matplotlib's backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     labels = [e["row"].replace(" (Group Num = ", "\ng=").rstrip(")") for e in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig = Figure(figsize=(12, 4.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
     panels = [("Memory per image / PCB", [("published", "pub_memory_ratio"),
                                           ("measured, train", "memory_train_ratio"),
                                           ("measured, inference", "memory_inference_ratio")]),
@@ -162,7 +217,4 @@ def _plot_ratios(rows: list[dict[str, Any]], table: PaperTable, path: Path) -> N
         ax.legend(fontsize=7)
     fig.suptitle(f"{table.paper} Table {table.table}: ratios to {table.baseline_row}")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=110))

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Final, Mapping
 
 import pandas as pd
-import yaml
+
+from reid_core.utils.yaml_io import YamlError, load_yaml
 
 __all__ = [
     "FLAGS",
@@ -335,12 +336,13 @@ def _join(field: str, key: str) -> str:
 
 
 def _parse_file(path: Path) -> PaperTable:
-    """Read ``path`` with yaml.safe_load and validate it into a PaperTable."""
+    """Read ``path`` with ``load_yaml`` (safe_load, duplicate keys rejected) and validate it
+    into a PaperTable."""
     reader = _Reader(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise reader.fail("(yaml)", f"not valid YAML: {exc}") from exc
+        data = load_yaml(path, reader.label)
+    except YamlError as exc:
+        raise reader.fail("(yaml)", f"not valid YAML: {exc.detail}") from None
     if not isinstance(data, dict):
         raise reader.fail("(top level)", f"expected a mapping, got {type(data).__name__}")
     return _parse_table(reader, data)

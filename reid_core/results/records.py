@@ -8,6 +8,8 @@ metrics (percent).
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import platform
 import subprocess
@@ -24,6 +26,19 @@ import reid_core
 from reid_core.utils.io import atomic_write_json
 
 RECORD_FORMAT = 1
+
+
+def make_run_id(config_name: str, seed: int, config_hash: str,
+                data_identity: dict[str, str]) -> str:
+    """The one definition of a training run's identity: ``<name>-seed<seed>-<digest>``.
+
+    ``digest`` covers the config (through its hash) *and* what it ran on (dataset name,
+    protocol, data fingerprint: :meth:`reid_core.data.ReIDData.identity`), so the same config on
+    another dataset tree is another run, never a reused record.
+    """
+    canon = json.dumps({"config": config_hash, "data": data_identity}, sort_keys=True,
+                       separators=(",", ":"))
+    return f"{config_name}-seed{seed}-{hashlib.sha256(canon.encode()).hexdigest()[:12]}"
 
 
 def record_path(out_dir: Path, run_id: str) -> Path:
@@ -46,7 +61,14 @@ def write_record(out_dir: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def software_versions() -> dict[str, str | None]:
+#: Packages besides torch/torchvision/numpy whose version can change a result (Pillow decodes
+#: the images, numba and scipy run the evaluation) or a report (pandas, matplotlib).
+OTHER_PACKAGES = ("pillow", "scipy", "numba", "pandas", "h5py", "matplotlib")
+
+
+def software_versions() -> dict[str, Any]:
+    """Versions of everything a result depends on, and the CPU instruction set torch uses
+    (CPU results are bit-reproducible only for the same build *and* CPU type)."""
     return {
         "python": platform.python_version(),
         "reid_core": reid_core.__version__,
@@ -55,7 +77,16 @@ def software_versions() -> dict[str, str | None]:
         "numpy": np.__version__,
         "git_commit": _git_commit(),
         "platform": platform.platform(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "packages": {name: _version(name) for name in OTHER_PACKAGES},
     }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _git_commit() -> str | None:

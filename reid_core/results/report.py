@@ -43,6 +43,16 @@ through :data:`MEASUREMENTS` (quantity name → where the raw value sits in the 
 convert it to the table's unit). Today: ``params`` = ``record["measurements"]["params"]``, a raw
 parameter count, shown in millions for a column in ``M``. Add an entry to support another
 quantity. No gains or claims are computed for data tables.
+
+**Environment.** The header states the software the used records (after selection and
+superseding) were made with: torch, torchvision, numpy, python, platform from
+``record["versions"]``. When they span several torch / torchvision / numpy versions (CPU
+results differ between builds, same seed) a warning above the facts lists, per version, which
+rows and seeds were made with it (:class:`Environment`, shared with the cost report).
+
+**Nothing to report.** :func:`write_report` raises :class:`EmptyReportError` (a ValueError)
+and writes nothing when the selection holds no record: a filter that matches nothing must not
+replace a committed report and its plots with an all-"not run" table.
 """
 
 from __future__ import annotations
@@ -55,7 +65,7 @@ import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Final, Mapping, Sequence
 
 import pandas as pd
 
@@ -63,17 +73,25 @@ from reid_core.results.paper_tables import Column, PaperTable, Row, load_table
 from reid_core.utils.io import atomic_save, atomic_write_text
 
 __all__ = [
+    "BUILD_KEYS",
     "COMPARISON_COLUMNS",
     "DATASET_TO_COLUMN",
+    "ENVIRONMENT_KEYS",
     "MEASUREMENTS",
     "PROFILES",
     "Comparison",
+    "EmptyReportError",
+    "Environment",
     "Measurement",
+    "RecordLabel",
+    "VersionMix",
     "build_comparison",
     "compare",
     "load_records",
+    "record_version",
     "render_report",
     "row_summary",
+    "untouched_text",
     "write_report",
 ]
 
@@ -230,6 +248,15 @@ class Selection:
     smoke_dataset: str | None
     records: list[dict[str, Any]]
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    #: The filters the caller asked for (None: not given). Kept so that an empty selection
+    #: can say which filter matched nothing (:class:`EmptyReportError`).
+    wanted_dataset: str | None = None
+    wanted_profile: str | None = None
+    #: Dataset -> (records of this table's configs on it, before any filter; ``smoke``,
+    #: ``paper`` or why they are unusable): what the caller could have asked for instead.
+    available: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: Records given in all (of any config).
+    n_given: int = 0
 
     def column_dataset(self, record: Mapping[str, Any]) -> str | None:
         """The published dataset whose columns ``record`` fills."""
@@ -259,6 +286,7 @@ def _select(
         raise ValueError(f"{table.table_id} has no {compare_to!r} columns; "
                          f"--compare-to must be one of: {', '.join(datasets) or '(none)'}")
     configs = {row.config for row in table.rows if row.config is not None}
+    wanted_profile = profile
     ignored: list[tuple[str, str]] = []
     smoke: list[dict[str, Any]] = []
     real: list[dict[str, Any]] = []
@@ -273,12 +301,15 @@ def _select(
         else:
             (smoke if is_smoke(name) else real).append(dict(record))
     real, smoke = _drop_superseded(real, ignored), _drop_superseded(smoke, ignored)
+    context: dict[str, Any] = {
+        "wanted_dataset": dataset, "wanted_profile": wanted_profile, "n_given": len(records),
+        "available": _available(records, configs, datasets, any_column)}
     if profile is None:
         profile = "paper" if real or not smoke else "smoke"
     if profile == "paper":
         ignored += [(_run_id(r), f"smoke run on {record_dataset(r)}; see the smoke profile")
                     for r in smoke]
-        return Selection("paper", None, None, real, ignored)
+        return Selection("paper", None, None, real, ignored, **context)
     ignored += [(_run_id(r), f"real-dataset run on {record_dataset(r)}; see the paper profile")
                 for r in real]
     counts = Counter(record_dataset(r) for r in smoke)
@@ -287,16 +318,37 @@ def _select(
     ignored += [(_run_id(r), f"smoke run on {record_dataset(r)}; this report uses {chosen}")
                 for r in smoke if record_dataset(r) != chosen]
     target = compare_to or (datasets[0] if datasets else None)
-    return Selection("smoke", target, chosen, kept, ignored)
+    return Selection("smoke", target, chosen, kept, ignored, **context)
+
+
+def _available(
+    records: Sequence[Mapping[str, Any]], configs: set[str], datasets: list[str],
+    any_column: bool,
+) -> dict[str, tuple[int, str]]:
+    """Per dataset, the records of ``configs`` on it and their profile (or why unusable).
+
+    Ignores the caller's filters on purpose: it answers "what else could I report?".
+    """
+    counts = Counter(record_dataset(r) for r in records if r.get("config_name") in configs)
+    out: dict[str, tuple[int, str]] = {}
+    for name in sorted(counts):
+        problem = _dataset_problem(name, None, datasets, any_column)
+        status = problem or ("smoke" if is_smoke(name) else "paper")
+        out[name] = (counts[name], status)
+    return out
 
 
 def _recipe_key(record: Mapping[str, Any]) -> str | None:
-    """Digest of the record's config without its seed (records of one recipe differ only by
-    seed); ``None`` when the record carries no config."""
+    """Digest of the record's config without its seed, and of the data identity it ran on
+    (records of one recipe differ only by seed); ``None`` when the record carries no config."""
     config = record.get("config")
     if not isinstance(config, Mapping):
         return None
-    canon = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
+    # What it ran on is part of the recipe: a run on regenerated synthetic data (another
+    # generator version) or another copy of a dataset is not a seed of the same experiment.
+    data = (record.get("dataset") or {}).get("identity")
+    canon = json.dumps({"config": {k: v for k, v in config.items() if k != "seed"},
+                        **({"data": data} if data else {})}, sort_keys=True)
     return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
 
@@ -321,8 +373,9 @@ def _drop_superseded(records: list[dict[str, Any]],
             if _recipe_key(r) == _recipe_key(newest):
                 kept.append(r)
             else:
-                ignored.append((_run_id(r), "superseded: the config changed since this run "
-                                            f"(newer recipe {_recipe_key(newest)})"))
+                ignored.append((_run_id(r), "superseded: the config or the data it ran on "
+                                            "changed since this run (newer recipe "
+                                            f"{_recipe_key(newest)})"))
     return kept
 
 
@@ -375,6 +428,11 @@ class Comparison:
     def comparable(self) -> bool:
         """True when absolute values can be compared (Δ is filled)."""
         return self.selection.profile == "paper" or self.table.kind == "data"
+
+    @property
+    def environment(self) -> Environment:
+        """The software the used records were made with (a mix of builds is flagged)."""
+        return Environment.of(_records_in_row_order(self), _row_seed_label(self))
 
 
 def _cell_stats(
@@ -587,6 +645,212 @@ def _column_label(column: Column) -> str:
     return f"{label} ({column.unit})" if column.unit and column.unit != "%" else label
 
 
+# --------------------------------------------------------------------------- environment
+
+#: Packages whose build changes the numbers: CPU training results differ between torch builds
+#: (e.g. 2.14.1 vs 2.15.0: other losses and R1 for the same seed), and torchvision / numpy
+#: releases change transforms and RNG streams. Records made under several versions of one of
+#: these are flagged in the report header.
+BUILD_KEYS: Final[tuple[str, ...]] = ("torch", "torchvision", "numpy")
+#: Everything the header states about where the records were made (``record["versions"]``).
+ENVIRONMENT_KEYS: Final[tuple[str, ...]] = (*BUILD_KEYS, "python", "platform")
+NOT_RECORDED: Final[str] = "not recorded"
+
+#: How a report names a record in a version list: ``record -> (row name, detail or None)``;
+#: the detail is typically the seed (``"0"``); ``None`` counts repeats (``PCB ×2``).
+RecordLabel = Callable[[Mapping[str, Any]], tuple[str, str | None]]
+
+
+def record_version(record: Mapping[str, Any], key: str) -> str:
+    """``record["versions"][key]`` as text, or ``"not recorded"``.
+
+    A missing version is a value of its own: such a record cannot be shown to share the build
+    of the others.
+    """
+    versions = record.get("versions")
+    value = versions.get(key) if isinstance(versions, Mapping) else None
+    return str(value) if value not in (None, "") else NOT_RECORDED
+
+
+def _by_version(
+    records: Sequence[Mapping[str, Any]], key: str
+) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """(version, its records) for ``key``, most records first (ties by version text);
+    records keep their order."""
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[record_version(record, key)].append(record)
+    return sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+
+
+def _natural(text: str) -> tuple[int, int | str]:
+    """Sort key putting numeric seeds in numeric order (2 before 10), then other text."""
+    head = text.split(" ", 1)[0]
+    return (0, int(head)) if head.isdigit() else (1, text)
+
+
+def _who(records: Sequence[Mapping[str, Any]], label: RecordLabel) -> tuple[str, ...]:
+    """``("ResNet-50 (seeds 0, 1)", "RGA-S (seed 2)")``: rows in first-appearance order."""
+    details: dict[str, list[str]] = {}
+    counts: Counter[str] = Counter()
+    for record in records:
+        row, detail = label(record)
+        counts[row] += 1
+        mine = details.setdefault(row, [])
+        if detail is not None and detail not in mine:
+            mine.append(detail)
+    parts = []
+    for row, mine in details.items():
+        if mine:
+            word = "seeds" if len(mine) > 1 else "seed"
+            parts.append(f"{row} ({word} {', '.join(sorted(mine, key=_natural))})")
+        else:
+            parts.append(row if counts[row] == 1 else f"{row} ×{counts[row]}")
+    return tuple(parts)
+
+
+def _shorten(parts: tuple[str, ...], keep: int) -> str:
+    """The first ``keep`` parts, then how many more (a one-line warning stays readable)."""
+    if len(parts) <= keep:
+        return ", ".join(parts)
+    return ", ".join(parts[:keep]) + f", … (+{len(parts) - keep} more rows)"
+
+
+def _n_records(n: int) -> str:
+    """``1 record`` / ``3 records``."""
+    return f"{n} record{'s' if n != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class VersionMix:
+    """The build packages (torch, ...) whose version differs among a report's records.
+
+    ``packages``: the varying ones, in :data:`BUILD_KEYS` order (torch and torchvision usually
+    change together: one warning, not two). ``groups``: per combination of their versions
+    (one version per package), the number of records and which rows / seeds (one text per
+    row); most records first.
+    """
+
+    packages: tuple[str, ...]
+    groups: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...]
+    #: Rows named per version in :meth:`sentence` (the Markdown lists them all).
+    SENTENCE_ROWS: ClassVar[int] = 4
+
+    def _names(self) -> str:
+        """``torch``, ``torch and torchvision``, ``torch, torchvision and numpy``."""
+        *rest, last = self.packages
+        return f"{', '.join(rest)} and {last}" if rest else last
+
+    def _versions(self, versions: tuple[str, ...], code: bool) -> str:
+        """``2.15.0`` for one package; ``torch 2.15.0, torchvision 0.29.2`` for several."""
+        shown = [_code(v) if code else v for v in versions]
+        if len(self.packages) == 1:
+            return shown[0]
+        return ", ".join(f"{k} {v}" for k, v in zip(self.packages, shown))
+
+    def sentence(self) -> str:
+        """The warning as one plain-text line (CLI summary, logs)."""
+        parts = [f"{self._versions(versions, False)} ({_n_records(n)}: "
+                 f"{_shorten(who, self.SENTENCE_ROWS)})" for versions, n, who in self.groups]
+        return (f"⚠ records mix {self._names()} versions: {'; '.join(parts)} — numbers from "
+                f"different builds are not bit-comparable")
+
+    def markdown(self) -> list[str]:
+        """The warning as a Markdown blockquote, one bullet per version (combination)."""
+        out = [f"> **⚠ The records mix {self._names()} versions** — numbers from different "
+               f"builds are not bit-comparable (same seed, other losses and metrics):"]
+        out += [f"> - {self._versions(versions, True)}: {_n_records(n)} — {', '.join(who)}"
+                for versions, n, who in self.groups]
+        return out
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The software a report's records were made with; the one place both reports (metrics
+    and cost) learn whether their numbers come from a single build."""
+
+    records: tuple[Mapping[str, Any], ...]
+    mix: VersionMix | None
+
+    @classmethod
+    def of(cls, records: Sequence[Mapping[str, Any]], label: RecordLabel) -> Environment:
+        """The environment of ``records`` (the ones the report uses, after its selection);
+        ``label`` names a record in the per-version lists."""
+        varying = tuple(k for k in BUILD_KEYS if len(_by_version(records, k)) > 1)
+        if not varying:
+            return cls(tuple(records), None)
+        groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = defaultdict(list)
+        for record in records:
+            groups[tuple(record_version(record, k) for k in varying)].append(record)
+        ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        return cls(tuple(records), VersionMix(varying, tuple(
+            (versions, len(group), _who(group, label)) for versions, group in ordered)))
+
+    @property
+    def mixed(self) -> bool:
+        return self.mix is not None
+
+    def warnings(self) -> list[str]:
+        """The mix as one plain-text line (empty when the builds agree)."""
+        return [self.mix.sentence()] if self.mix is not None else []
+
+    def warning_markdown(self) -> list[str]:
+        """Header blockquote naming each version and its rows / seeds; empty if unmixed."""
+        return self.mix.markdown() + [""] if self.mix is not None else []
+
+    def bullet(self) -> str:
+        """The header bullet stating the environment (per version counts where it varies)."""
+        if not self.records:
+            return "- **Environment:** —"
+        parts = []
+        for key in ENVIRONMENT_KEYS:
+            groups = _by_version(self.records, key)
+            if len(groups) == 1:
+                parts.append(f"{key} {_code(groups[0][0])}")
+            else:
+                parts.append(f"{key} " + ", ".join(
+                    f"{_code(version)} ({_n_records(len(group))})" for version, group in groups))
+        where = ("mixed, see the warning above" if self.mixed
+                 else f"all {_n_records(len(self.records))}")
+        return f"- **Environment ({where}):** " + " · ".join(parts)
+
+
+def _code(version: str) -> str:
+    """A version in backticks; ``not recorded`` stays plain text."""
+    return version if version == NOT_RECORDED else f"`{version}`"
+
+
+def _row_names(table: PaperTable) -> dict[str, str]:
+    """Config id -> the name of the first (non-reference first) row that runs it."""
+    names: dict[str, str] = {}
+    for row in sorted(table.rows, key=lambda r: r.reference_only):
+        if row.config is not None:
+            names.setdefault(row.config, row.name)
+    return names
+
+
+def _row_seed_label(comp: Comparison) -> RecordLabel:
+    """Label records by row and seed; the row names its dataset when the report spans several
+    (``RGA-SC on market1501``)."""
+    names = _row_names(comp.table)
+    several = len({record_dataset(r) for r in comp.selection.records}) > 1
+
+    def label(record: Mapping[str, Any]) -> tuple[str, str | None]:
+        config = str(record.get("config_name"))
+        row = names.get(config, config)
+        if several:
+            row += f" on {record_dataset(record)}"
+        return row, str(record.get("seed", "?"))
+    return label
+
+
+def _records_in_row_order(comp: Comparison) -> list[dict[str, Any]]:
+    """The used records, in the paper's row order (so version lists read like the table)."""
+    order = {config: i for i, config in enumerate(_row_names(comp.table))}
+    return sorted(comp.selection.records,
+                  key=lambda r: order.get(str(r.get("config_name")), len(order)))
+
+
 # --------------------------------------------------------------------------- header
 
 
@@ -600,6 +864,8 @@ def _header(comp: Comparison) -> list[str]:
            f"> {table.caption}", ""]
     if sel.profile == "smoke" and table.kind == "metrics" and records:
         out += [_smoke_warning(sel), ""]
+    environment = comp.environment
+    out += environment.warning_markdown()
     run_rows = sorted({r["config_name"] for r in records})
     out += [
         f"- **Profile:** {_profile_text(sel)}",
@@ -608,6 +874,7 @@ def _header(comp: Comparison) -> list[str]:
         f"- **Dataset(s):** {_datasets_text(comp)}",
         f"- **Device(s):** {_counted(_device_text(r) for r in records)}",
         f"- **Code version (git commit):** {_counted(_commit_text(r) for r in records)}",
+        environment.bullet(),
         f"- **Finished:** {_date_range(records)}",
         f"- **Seeds:** {_seeds_text(records)} (per row under *Runs* below)",
         f"- **Initialisation:** {_init_text(records)}",
@@ -1079,18 +1346,64 @@ def render_report(
 
 
 def write_report(comp: Comparison, out_dir: str | Path = Path("results/reports")) -> Path:
-    """Write the Markdown report and plots of an existing :class:`Comparison`; see render_report."""
+    """Write the Markdown report and plots of an existing :class:`Comparison`; see render_report.
+
+    Raises :class:`EmptyReportError` (nothing written) when the comparison uses no record: an
+    all-"not run" table would silently replace a committed report. The Markdown is rendered
+    before any file is written, so a rendering error cannot leave new plots beside an old
+    report.
+    """
     out_dir = Path(out_dir)
-    values_png = out_dir / f"{comp.table.table_id}_values.png"
-    _plot_values(comp, values_png)
-    gains_png: Path | None = None
-    if _gain_rows(comp):
-        gains_png = out_dir / f"{comp.table.table_id}_gains.png"
-        _plot_gains(comp, gains_png)
     path = out_dir / f"{comp.table.table_id}.md"
+    if not comp.selection.records:
+        raise EmptyReportError(_empty_message(comp, path))
+    values_png = out_dir / f"{comp.table.table_id}_values.png"
+    gains_png = out_dir / f"{comp.table.table_id}_gains.png" if _gain_rows(comp) else None
     text = render_markdown(comp, values_png.name, gains_png.name if gains_png else None)
+    _plot_values(comp, values_png)
+    if gains_png is not None:
+        _plot_gains(comp, gains_png)
     atomic_write_text(path, text)
     return path
+
+
+class EmptyReportError(ValueError):
+    """A report would contain no record at all; nothing was written.
+
+    A ValueError, so callers that map user errors to one line and exit code 2 (the CLI)
+    need nothing new. The message (one line) names the table, the filters that matched
+    nothing, what the records do offer instead, and the report file that was left as it was.
+    """
+
+
+def untouched_text(path: Path) -> str:
+    """The end of an :class:`EmptyReportError` message: what happened to ``path``."""
+    if path.exists():
+        return f"the existing report at {path} was left untouched"
+    return f"nothing was written (no report at {path} yet)"
+
+
+def _empty_message(comp: Comparison, path: Path) -> str:
+    """One line: table, filters that matched nothing, what exists instead, file untouched."""
+    sel, table = comp.selection, comp.table
+    filters = [f"dataset {sel.wanted_dataset!r}" if sel.wanted_dataset else "",
+               f"profile {sel.wanted_profile!r}" if sel.wanted_profile else ""]
+    wanted = " and ".join(f for f in filters if f)
+    head = (f"no run record of {table.table_id} matches {wanted}" if wanted
+            else f"no usable run record of {table.table_id}")
+    if sel.available:
+        offer = "records of its configs: " + ", ".join(
+            f"{name} ({_n_records(n)}, "
+            f"{status + ' profile' if status in PROFILES else 'unusable: ' + status})"
+            for name, (n, status) in sel.available.items())
+    elif sel.n_given == 0:
+        offer = "no run record was given at all"
+    else:
+        configs = table.configs()
+        shown = ", ".join(configs[:6]) + (", …" if len(configs) > 6 else "")
+        offer = (f"none of the {_n_records(sel.n_given)} given is of its configs "
+                 f"({shown or 'the table has no reproducible row'})")
+    return f"{head}; {offer}; {untouched_text(path)}"
 
 
 def row_summary(comp: Comparison) -> list[tuple[str, int, str]]:

@@ -45,18 +45,37 @@ class DeviceSettings:
         return out
 
 
+class DeviceError(ValueError):
+    """A device name that is malformed or names a device this machine does not have."""
+
+
 def resolve_device(name: str = "auto") -> DeviceSettings:
-    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available)."""
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available).
+
+    Raises:
+        DeviceError: an unknown name (``"gpu"``), CUDA requested where torch sees none, or a
+            CUDA index beyond the devices present -- before any data or model is touched.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"--device {name!r} is not a device name; use cpu, cuda, cuda:N "
+                          f"or auto") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was requested but torch sees no CUDA device")
+            raise DeviceError(f"--device {name} was requested but torch sees no CUDA device "
+                              f"(torch {torch.__version__}, CUDA build "
+                              f"{torch.version.cuda or 'none'}); use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f"--device {name}: this machine has {count} CUDA device(s) "
+                              f"(cuda:0 .. cuda:{count - 1})")
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return DeviceSettings(device, amp=True, amp_dtype=dtype, channels_last=True)
     if device.type != "cpu":
-        raise ValueError(f"unsupported device {name!r}; use cpu, cuda, cuda:N or auto")
+        raise DeviceError(f"unsupported device {name!r}; use cpu, cuda, cuda:N or auto")
     return DeviceSettings(device, amp=False, amp_dtype=None, channels_last=False)
 
 
