@@ -52,7 +52,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reid_core.config import RunConfig, config_from_dict, nest_overrides, parse_overrides
-from reid_core.experiment import run_experiment
+from reid_core.experiment import USER_ERRORS, describe_error, run_experiment
 from reid_core.reproduce import build_row_config, deep_merge, load_paper_configs
 from reid_core.results.paper_tables import load_table
 from reid_core.results.records import command_line, software_versions, utc_now
@@ -172,7 +172,13 @@ def measure_cross_version_band(expected: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_expected(path: Path) -> dict[str, Any]:
-    exp = json.loads(Path(path).read_text())
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"expected-metrics file not found: {path}")
+    try:
+        exp = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
     if exp.get("format_version") != FORMAT_VERSION or not exp.get("recordings"):
         raise ValueError(f"{path}: not an expected-metrics file of format {FORMAT_VERSION} "
                          f"with at least one recording")
@@ -201,8 +207,13 @@ class CheckResult:
 
     def describe(self) -> str:
         env = environment_label(self.reference["environment"])
-        why = ("the running environment equals the recording's" if self.mode == "exact" else
-               f"no recording of the running environment ({environment_label(current_environment())})")
+        here = current_environment()
+        if self.mode == "exact":
+            why = "the running environment equals the recording's"
+        elif same_environment(self.reference["environment"], here):
+            why = "requested with --mode (this environment has a recording)"
+        else:
+            why = f"the running environment differs ({environment_label(here)})"
         return f"{self.mode} mode against the recording made with {env}: {why}"
 
 
@@ -309,8 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         with tempfile.TemporaryDirectory() as tmp:
             result = check_expected(args.path, Path(tmp), console, args.mode)
-    except ValueError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False)
+    except USER_ERRORS as e:
+        console.print(f"[bold red]error:[/] {describe_error(e)}", highlight=False)
         return 2
     console.print(findings_table(result))
     return 0 if result.ok else 1

@@ -382,3 +382,19 @@ def test_cost_plot_is_written_atomically(tmp_path: Path, monkeypatch: pytest.Mon
         render_cost_report("csa_table6", [cost_record("csa_pcb", OLD_TORCH, "2")], out)
     assert snapshot(out) == before
     assert not list(out.glob(".*.tmp"))
+
+
+def test_header_flags_records_on_different_versions_of_the_data() -> None:
+    from reid_core.results.report import _data_mix_warning
+
+    def rec(name: str, seed: int, fingerprint: str | None) -> dict[str, Any]:
+        ds: dict[str, Any] = {"name": "synthetic-small"}
+        if fingerprint:
+            ds["identity"] = {"fingerprint": fingerprint}
+        return {"config_name": name, "seed": seed, "dataset": ds}
+
+    same = [rec("a", 0, "synthetic-spec:1"), rec("b", 0, "synthetic-spec:1")]
+    assert _data_mix_warning(same) == []
+    mixed = [*same, rec("c", 0, "synthetic-spec:2"), rec("d", 1, None)]
+    text = "".join(_data_mix_warning(mixed))
+    assert "3 different versions" in text and "c (seed 0)" in text and "not recorded" in text

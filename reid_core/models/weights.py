@@ -8,7 +8,6 @@ the only keys one may drop are named explicitly by the caller (e.g. ImageNet's `
 from __future__ import annotations
 
 import pickle
-import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,10 @@ def load_torch_file(path: str | Path, what: str = "weights file", hint: str = ""
         else:
             problem = "is not a torch file (or is corrupt)"
         raise UnreadableWeightsError(f"{what} {path} {problem}{hint}") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- the unpickler fails in many ways on foreign bytes
+        # (RuntimeError, EOFError, BadZipFile, even KeyError on a text file's "memo" index).
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UnreadableWeightsError(f"{what} {path} cannot be read: truncated or corrupt "
                                      f"({first}){hint}") from None

@@ -45,9 +45,22 @@ def record_path(out_dir: Path, run_id: str) -> Path:
     return Path(out_dir) / "runs" / f"{run_id}.json"
 
 
+class RecordError(ValueError):
+    """A record file that is not valid JSON (edited by hand, copied incompletely)."""
+
+
 def read_record(path: Path) -> dict[str, Any]:
-    with open(path) as f:
-        return json.load(f)
+    """A record's contents; an unreadable file is a :class:`RecordError` naming it (records
+    are written atomically, so this is damage from outside: restore it or delete it)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RecordError(f"{path} is not a valid record ({e}); restore it (e.g. from git) "
+                          f"or delete it to re-run that configuration") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path} is not a record (expected a JSON object)")
+    return data
 
 
 def find_record(out_dir: Path, run_id: str) -> dict[str, Any] | None:

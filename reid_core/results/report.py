@@ -815,6 +815,27 @@ class Environment:
         return f"- **Environment ({where}):** " + " · ".join(parts)
 
 
+def _data_mix_warning(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A header blockquote when the used records of one dataset ran on different data (another
+    synthetic generator version, another copy of a real dataset): gains between such rows
+    compare different data. Records without a data identity (before it was recorded) count as
+    their own version."""
+    by_dataset: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        ds = r.get("dataset") or {}
+        fingerprint = (ds.get("identity") or {}).get("fingerprint") or NOT_RECORDED
+        by_dataset[str(ds.get("name"))][fingerprint].append(
+            f"{r.get('config_name')} (seed {r.get('seed')})")
+    out = []
+    for name, groups in by_dataset.items():
+        if len(groups) > 1:
+            parts = "; ".join(f"`{fp}`: {', '.join(who)}" for fp, who in groups.items())
+            out += [f"> ⚠ **The records on {name} ran on {len(groups)} different versions of its "
+                    f"data** — {parts}. Gains between rows on different data are not "
+                    f"comparable; re-run the older rows.", ""]
+    return out
+
+
 def _code(version: str) -> str:
     """A version in backticks; ``not recorded`` stays plain text."""
     return version if version == NOT_RECORDED else f"`{version}`"
@@ -866,6 +887,7 @@ def _header(comp: Comparison) -> list[str]:
         out += [_smoke_warning(sel), ""]
     environment = comp.environment
     out += environment.warning_markdown()
+    out += _data_mix_warning(_records_in_row_order(comp))
     run_rows = sorted({r["config_name"] for r in records})
     out += [
         f"- **Profile:** {_profile_text(sel)}",

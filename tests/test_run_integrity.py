@@ -1,0 +1,250 @@
+"""Nothing fake, nothing lost: run identity, ``--force``, finished vs unfinished checkpoints,
+checks before compute, full disks, corrupt checkpoints, stale temporary files, resumed wall time.
+
+Each test reproduces a defect observed on a fresh machine (issue 10) and fails without its fix.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from fixtures_layouts import build_market
+from test_engine import Interrupt, paths_of, tiny_cfg
+
+import reid_core.engine.trainer as trainer
+from reid_core.cli import main as cli_main
+from reid_core.cross_eval import evaluate_run_on
+from reid_core.data import build_dataset
+from reid_core.engine.checkpoint import StaleCheckpointError, read_checkpoint
+from reid_core.experiment import OutputDirError, load_data, run_experiment, run_id_of
+from reid_core.models.weights import UnreadableWeightsError, read_state_file
+from reid_core.utils.device import DeviceError, resolve_device
+from reid_core.utils.io import OutputWriteError
+
+
+def _die_in_epoch(monkeypatch, epoch_index: int) -> None:
+    original = trainer._train_one_epoch
+
+    def dying(*args, **kwargs):
+        if args[7] == epoch_index:
+            raise Interrupt()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_train_one_epoch", dying)
+
+
+# --- run identity -------------------------------------------------------------------------
+
+
+def test_run_id_includes_what_the_run_ran_on(tmp_path):
+    cfg = tiny_cfg(data={"dataset": "market1501", "height": 64, "width": 32,
+                         "batch_size": 16, "num_instances": 4})
+    a = build_market(tmp_path / "a" / "Market-1501-v15.09.15")
+    b = build_market(tmp_path / "b" / "Market-1501-v15.09.15")
+    same_a, same_b = load_data(cfg, a.parent), load_data(cfg, b.parent)
+    # The same files at another path are the same data: the identity is content, not path.
+    assert run_id_of(cfg, same_a) == run_id_of(cfg, same_b)
+    # Another tree (one more gallery image) is another run: never a reused record.
+    extra = b / "bounding_box_test" / "0003_c3s1_000999_01.jpg"
+    shutil.copy(b / "bounding_box_test" / "0003_c1s1_000151_01.jpg", extra)
+    other = load_data(cfg, b.parent)
+    assert run_id_of(cfg, other) != run_id_of(cfg, same_a)
+    # ... and so is a changed file (a re-encoded copy has another size).
+    with open(next((a / "query").glob("*.jpg")), "ab") as f:
+        f.write(b"\0" * 7)
+    assert run_id_of(cfg, load_data(cfg, a.parent)) != run_id_of(cfg, same_b)
+
+
+def test_synthetic_identity_is_the_generator_spec(synthetic_cache):
+    data = build_dataset("synthetic-tiny", synthetic_cache)
+    identity = data.identity()
+    assert identity["dataset"] == "synthetic-tiny"
+    assert identity["fingerprint"].startswith("synthetic-spec:")
+    # The generated directory itself (what records store as the root) gives the same identity.
+    own_dir = next(synthetic_cache.glob("synthetic-tiny-*"))
+    assert build_dataset("synthetic-tiny", own_dir).identity() == identity
+
+
+def test_record_carries_its_data_identity(tmp_path, synthetic_cache):
+    rec = run_experiment(tiny_cfg(**{"optim.epochs": 1}), data_root=synthetic_cache,
+                         out=tmp_path, device="cpu")
+    assert rec["dataset"]["identity"]["fingerprint"].startswith("synthetic-spec:")
+    assert rec["run_id"].startswith("tiny-seed3-") and rec["attempt"]
+
+
+# --- --force and finished checkpoints --------------------------------------------------------
+
+
+def test_interrupted_force_rerun_keeps_the_finished_run(tmp_path, synthetic_cache, monkeypatch):
+    cfg = tiny_cfg(**{"optim.epochs": 2, "eval.every": 0})
+    first = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+    paths = paths_of(cfg, synthetic_cache, tmp_path)
+    assert paths.final_checkpoint.is_file() and not paths.checkpoint.exists()
+
+    _die_in_epoch(monkeypatch, 1)  # the --force re-run dies after its epoch-1 checkpoint
+    with pytest.raises(Interrupt):
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu", force=True)
+    half = read_checkpoint(paths.checkpoint)
+    assert half["epoch"] == 1 and half["run"]["attempt"] != first["attempt"]
+    assert json.loads(paths.record.read_text())["attempt"] == first["attempt"]
+
+    # evaluate uses the weights the record was made with, not the half-trained ones ...
+    ev = evaluate_run_on(paths.record, "synthetic-tiny", data_root=synthetic_cache,
+                         device="cpu")
+    assert ev["checkpoint_epoch"] == 2 and ev["final"] == first["final"]
+    # ... and refuses when only the unfinished re-run's checkpoint is left.
+    paths.final_checkpoint.unlink()
+    with pytest.raises(StaleCheckpointError, match="unfinished re-run"):
+        evaluate_run_on(paths.record, "synthetic-tiny", data_root=synthetic_cache,
+                        device="cpu")
+
+    # Re-running the reproduce way (resume) completes the forced attempt.
+    monkeypatch.undo()
+    done = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu",
+                          resume=True)
+    assert done["attempt"] == half["run"]["attempt"] and done["resumed_from_epoch"] == 1
+    assert paths.final_checkpoint.is_file() and not paths.checkpoint.exists()
+
+
+def test_resumed_record_reports_the_wall_time_of_all_segments(tmp_path, synthetic_cache,
+                                                              monkeypatch):
+    cfg = tiny_cfg(**{"optim.epochs": 2, "eval.every": 0})
+    _die_in_epoch(monkeypatch, 1)
+    with pytest.raises(Interrupt):
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+    first_segment = read_checkpoint(paths_of(cfg, synthetic_cache, tmp_path).checkpoint)
+    monkeypatch.undo()
+    rec = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu",
+                         resume=True)
+    segments = rec["segments"]
+    assert [(s["from_epoch"], s["to_epoch"]) for s in segments] == [(0, 1), (1, 2)]
+    assert rec["wall_time_s"] >= first_segment["run"]["elapsed_s"] + segments[1]["wall_time_s"] - 0.05
+
+
+# --- before compute ---------------------------------------------------------------------------
+
+
+def test_bad_device_names_and_missing_cuda():
+    with pytest.raises(DeviceError, match="not a device name"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+def test_output_dir_that_is_a_file_fails_before_training(tmp_path, synthetic_cache, monkeypatch):
+    monkeypatch.setattr(trainer, "fit", lambda *a, **k: pytest.fail("trained"))
+    out = tmp_path / "out"
+    out.write_text("not a directory")
+    with pytest.raises(OutputDirError, match="is a file"):
+        run_experiment(tiny_cfg(), data_root=synthetic_cache, out=out, device="cpu")
+
+
+def test_rerank_neighbourhood_larger_than_the_dataset_fails_before_training(
+        tmp_path, synthetic_cache, capsys):
+    cfg = tiny_cfg(**{"eval.rerank": True, "eval.rerank_k1": 100000})
+    with pytest.raises(ValueError, match="rerank_k1 = 100000"):
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_unreadable_image_fails_before_training(tmp_path, synthetic_cache):
+    copy = tmp_path / "cache"
+    shutil.copytree(synthetic_cache, copy)
+    victim = next(copy.glob("synthetic-tiny-*/query/*.jpg"))
+    victim.write_bytes(b"this is not a jpeg")
+    with pytest.raises(ValueError, match=f"cannot be opened.*{victim.name}.*--check"):
+        run_experiment(tiny_cfg(), data_root=copy, out=tmp_path / "out", device="cpu")
+
+
+def test_evaluate_with_rank_zero_is_refused(capsys):
+    assert cli_main(["evaluate", "anything", "--dataset", "synthetic-tiny", "--ranks", "0"]) == 2
+    assert "--ranks" in capsys.readouterr().out
+
+
+# --- full disk, corrupt files, leftovers -------------------------------------------------------
+
+
+def test_full_disk_mid_run_is_one_line_and_keeps_the_last_checkpoint(tmp_path, synthetic_cache,
+                                                                     monkeypatch):
+    cfg = tiny_cfg(**{"optim.epochs": 3, "eval.every": 0})
+    import reid_core.engine.checkpoint as checkpoint
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def full_disk(obj, f, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the epoch-2 checkpoint
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(OutputWriteError) as e:
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("no space left on device writing")
+    assert "last good checkpoint (after epoch 1)" in msg and "--resume" in msg
+    ckpt = paths_of(cfg, synthetic_cache, tmp_path).checkpoint
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    assert read_checkpoint(ckpt)["epoch"] == 1
+    assert not [p for p in ckpt.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path, synthetic_cache, monkeypatch):
+    cfg = tiny_cfg(**{"optim.epochs": 2, "eval.every": 0})
+    _die_in_epoch(monkeypatch, 1)
+    with pytest.raises(Interrupt):
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+    ckpt = paths_of(cfg, synthetic_cache, tmp_path).checkpoint
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    monkeypatch.undo()
+    with pytest.raises(UnreadableWeightsError, match=f"{ckpt}.*truncated or corrupt.*--force"):
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu", resume=True)
+    # --force starts over instead of reading it.
+    rec = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu", force=True)
+    assert rec["resumed_from_epoch"] is None
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not torch", b"PK\x03\x04broken zip"])
+def test_non_torch_weights_file_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    with pytest.raises(UnreadableWeightsError, match=str(path)):
+        read_state_file(path)
+
+
+def test_unsafe_pickle_is_refused_with_an_explanation(tmp_path):
+    path = tmp_path / "weights.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": Path("x")}, path)
+    with pytest.raises(UnreadableWeightsError, match="weights_only=True"):
+        read_state_file(path)
+
+
+def test_stale_temp_files_are_removed_on_the_next_start(tmp_path, synthetic_cache):
+    cfg = tiny_cfg(**{"optim.epochs": 1})
+    runs = tmp_path / "runs"
+    runs.mkdir(parents=True)
+    dead = runs / ".x.json.999999999.abcdefgh.tmp"  # a pid that cannot be running
+    dead.write_text("{half")
+    mine = runs / f".y.json.{os.getpid()}.abcdefgh.tmp"  # a live writer's: left alone
+    mine.write_text("{half")
+    run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+    assert not dead.exists() and mine.exists()
+
+
+def test_damaged_record_is_one_line_naming_the_file(tmp_path, synthetic_cache, capsys):
+    rec = run_experiment(tiny_cfg(**{"optim.epochs": 1}), data_root=synthetic_cache,
+                         out=tmp_path, device="cpu")
+    path = tmp_path / "runs" / f"{rec['run_id']}.json"
+    path.write_text(path.read_text()[:100])  # cut by hand
+    assert cli_main(["visualize", str(path), "--cmc-only", "--out", str(tmp_path / "fig")]) == 2
+    out = capsys.readouterr().out
+    assert str(path) in out.replace("\n", "") and "Traceback" not in out
