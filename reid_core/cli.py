@@ -15,8 +15,16 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from reid_core.config import load_config, parse_overrides
+
+
+#: What survives a Ctrl-C (checkpoints and records are written atomically, interrupts deferred
+#: until a write completes).
+INTERRUPTED = ("nothing half-written was left; a training run keeps its checkpoint of the last "
+               "finished epoch: continue it with --resume (reproduce scripts: re-run the same "
+               "command)")
 
 
 def _train(args: argparse.Namespace, console: Console) -> int:
@@ -155,6 +163,26 @@ def _visualize(args: argparse.Namespace, console: Console) -> int:
     return 2 if failed else 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _file_name(text: str) -> str:
+    """A plain file-name component (no path: outputs stay inside --out)."""
+    from reid_core.config import ConfigError, check_name
+
+    try:
+        return check_name(text, "file name")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reid_core", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -205,8 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default="results/figures", help="directory for the PNG files")
     v.add_argument("--feature", default=None, choices=("after_bn", "before_bn"),
                    help="feature to rank with (default: each record's primary feature)")
-    v.add_argument("--top-k", type=int, default=10, help="gallery images per ranked list")
-    v.add_argument("--queries", type=int, default=8, help="queries (rows) per ranked-list image")
+    v.add_argument("--top-k", type=_positive_int, default=10,
+                   help="gallery images per ranked list")
+    v.add_argument("--queries", type=_positive_int, default=8,
+                   help="queries (rows) per ranked-list image")
     v.add_argument("--select", default="first",
                    choices=("first", "random", "worst", "best", "failures"),
                    help="which queries: first, random (--seed), worst / best AP, failures "
@@ -214,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0, help="seed of --select random")
     v.add_argument("--cmc-only", action="store_true",
                    help="only CMC curves (from the record when it holds one: no model load)")
-    v.add_argument("--combined-name", default="cmc_combined",
+    v.add_argument("--combined-name", default="cmc_combined", type=_file_name,
                    help="file name (without .png) of the several-runs CMC figure")
     v.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     v.add_argument("--data-root", default=None,
@@ -258,8 +288,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args, console)
     except USER_ERRORS as e:  # user-fixable: one clear message, no traceback
-        console.print(f"[bold red]error:[/] {describe_error(e)}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,
+                      soft_wrap=True)
         return 2
+    except KeyboardInterrupt:
+        console.print(f"[bold red]interrupted[/]: {INTERRUPTED}", highlight=False)
+        return 130
 
 
 if __name__ == "__main__":

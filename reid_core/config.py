@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -203,7 +204,13 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
         return None
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            hint = ""
+            if isinstance(value, str) and _is_number_text(value):
+                hint = (f" (YAML reads {value} as text: write it with a decimal point, "
+                        f"e.g. {float(value):.1e})")
+            raise ConfigError(f"{where}: expected a number, got {value!r}{hint}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -449,9 +456,21 @@ def nest_overrides(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = raw
-    for p in parents:
+    for depth, p in enumerate(parents):
         node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            where = ".".join(parents[:depth + 1])
+            raise ConfigError(f"{dotted}: {where} is {node!r}, not a section, so it has no "
+                              f"key {'.'.join([*parents[depth + 1:], leaf])!r}")
     node[leaf] = value

@@ -7,6 +7,8 @@ is identified by its config (name, seed, hash): a finished run's record is reuse
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from reid_core.config import RunConfig
-from reid_core.data import ReIDData, build_dataset, resolve_dataset_root
+from reid_core.data import DatasetError, ReIDData, build_dataset, resolve_dataset_root
+from reid_core.data.base import DATASETS
+from reid_core.data.transforms import build_train_transform
 from reid_core.data.check import check_openable
 from reid_core.engine.checkpoint import (
     FINAL, LAST, RunClock, attempt_of, finalize, read_checkpoint)
@@ -44,12 +48,19 @@ class OutputDirError(ValueError):
 #: full or read-only disk): command-line entry points print their message instead of a
 #: traceback. ConfigError, the dataset, device and checkpoint errors are ValueErrors.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, KeyError, FileNotFoundError, WeightMismatchError, NonFiniteLossError,
-    RunStateError, OutputWriteError)
+    ValueError, KeyError, WeightMismatchError, NonFiniteLossError, RunStateError, OSError)
 
 
 def describe_error(e: BaseException) -> str:
-    """``Type: message`` for a user error (a KeyError's repr would add quotes around it)."""
+    """``Type: message`` for a user error (a KeyError's repr would add quotes around it; an
+    OSError from the file system names its file and says what was expected there)."""
+    if isinstance(e, OSError) and not isinstance(e, OutputWriteError) and e.filename:
+        what = {FileExistsError: "a file is in the way of a directory",
+                NotADirectoryError: "a file is where a directory is expected",
+                IsADirectoryError: "a directory is where a file is expected",
+                FileNotFoundError: "no such file or directory",
+                PermissionError: "permission denied"}.get(type(e), e.strerror or str(e))
+        return f"{type(e).__name__}: {what}: {e.filename}"
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     return f"{type(e).__name__}: {msg}"
 
@@ -87,9 +98,51 @@ def load_data(cfg: RunConfig, data_root: str | Path | None) -> ReIDData:
                          split=cfg.data.split)
 
 
+def run_identity(cfg: RunConfig, data: ReIDData) -> dict[str, str]:
+    """What a run starts from besides its config: the data (:meth:`ReIDData.identity`) and,
+    when ``model.pretrained`` is a file, that file's SHA-256 (other weights at the same path
+    are another run, not a record to reuse)."""
+    identity = data.identity()
+    pretrained = cfg.model.pretrained
+    if pretrained not in (None, "imagenet"):
+        identity["weights"] = "sha256:" + _file_sha256(Path(pretrained).expanduser())[:16]
+    return identity
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def run_id_of(cfg: RunConfig, data: ReIDData) -> str:
     """The run id of ``cfg`` trained on ``data`` (:func:`reid_core.results.records.make_run_id`)."""
-    return make_run_id(cfg.name, cfg.seed, cfg.config_hash(), data.identity())
+    return make_run_id(cfg.name, cfg.seed, cfg.config_hash(), run_identity(cfg, data))
+
+
+def check_buildable(cfg: RunConfig) -> None:
+    """Names and options that only the registries know (dataset, model, backbone, attention,
+    augmentation, pretrained file), checked before any data is read: a throwaway model is built
+    (random init, 2 classes) so that a typo costs a second, not a dataset scan."""
+    DATASETS.get(cfg.data.dataset)
+    build_train_transform(cfg.data)
+    pretrained = cfg.model.pretrained
+    if pretrained not in (None, "imagenet"):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"model.pretrained: no weights file at {path}"
+                                    + (" (a directory)" if path.is_dir() else ""))
+    build_model(dataclasses.replace(cfg.model, pretrained=None), 2,
+                (cfg.data.height, cfg.data.width))
+
+
+def check_trainable(data: ReIDData) -> None:
+    if not data.train:
+        raise DatasetError(f"dataset {data.name!r} has no training images (a test-only set, "
+                           f"e.g. the partial sets): train on another dataset and evaluate "
+                           f"the run on this one with `python -m reid_core evaluate`")
 
 
 def check_output_dir(out: Path) -> None:
@@ -150,10 +203,15 @@ def run_experiment(
     settings = resolve_device(device)
     out = Path(out)
     check_output_dir(out)
+    check_buildable(cfg)
     data = load_data(cfg, data_root)
+    check_trainable(data)
     paths = RunPaths(out, run_id_of(cfg, data))
     for directory in (out / "runs", paths.checkpoint_dir):
         remove_stale_temps(directory)
+    if paths.record.exists() and not paths.record.is_file():
+        raise OutputDirError(f"{paths.record} is a directory where the run's record goes; "
+                             f"remove it")
     existing = find_record(out, paths.run_id)
     unfinished = paths.checkpoint.is_file()
     if unfinished and existing is not None and not force:
@@ -193,6 +251,10 @@ def run_experiment(
     model = build_model(cfg.model, data.num_train_pids, (cfg.data.height, cfg.data.width))
     started = utc_now()
     resuming = resume and paths.checkpoint.is_file()
+    if resume and not resuming and not force:
+        console.print(f"[yellow]note[/]: --resume, but {paths.run_id} has no checkpoint to "
+                      f"continue (a changed --set or config is another run id): training "
+                      f"from scratch")
     clock = (RunClock.resumed(read_checkpoint(paths.checkpoint, cfg.config_hash()))
              if resuming else RunClock.fresh())
     history = fit(model, data.train, cfg, settings, paths.checkpoint, resume=resuming,
@@ -210,6 +272,7 @@ def run_experiment(
         "config": cfg.to_dict(),
         "dataset": {"name": data.name, "root": str(data.root), "identity": data.identity(),
                     "splits": data.summary()},
+        "run_identity": run_identity(cfg, data),
         "device": settings.describe(),
         "versions": software_versions(),
         "command": command_line(),

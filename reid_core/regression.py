@@ -179,7 +179,8 @@ def load_expected(path: Path) -> dict[str, Any]:
         exp = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e})") from None
-    if exp.get("format_version") != FORMAT_VERSION or not exp.get("recordings"):
+    if (not isinstance(exp, dict) or exp.get("format_version") != FORMAT_VERSION
+            or not exp.get("recordings")):
         raise ValueError(f"{path}: not an expected-metrics file of format {FORMAT_VERSION} "
                          f"with at least one recording")
     return exp
@@ -305,7 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "record":
             spec = None
+            if bool(args.table) != bool(args.rows):
+                raise ValueError("record: a new spec needs both --table and --rows (and --set "
+                                 "overrides); to re-record an existing file give neither")
             if args.table:
+                load_table(args.table)  # an unknown table id fails before any run
                 spec = {"table": args.table, "profile": args.profile, "rows_run": args.rows,
                         "seeds": args.seeds,
                         "overrides": nest_overrides(parse_overrides(args.set))}

@@ -247,11 +247,14 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner = 
         console.rule(f"[{i}/{len(configs)}] {cfg.name} seed {cfg.seed}")
         try:
             done.append(run_row(cfg, args, console))
-        except USER_ERRORS as e:
-            console.print(f"[bold red]error:[/] {describe_error(e)}", highlight=False)
-            console.print(f"{len(done)} of {len(configs)} run(s) finished; re-run the same "
-                          f"command to continue")
-            return 2
+        except (*USER_ERRORS, KeyboardInterrupt) as e:
+            what = (f"[bold red]error:[/] {escape(describe_error(e))}"
+                    if not isinstance(e, KeyboardInterrupt) else "[bold red]interrupted[/]")
+            console.print(what, highlight=False, soft_wrap=True)
+            console.print(f"{len(done)} of {len(configs)} run(s) finished; fix the cause and "
+                          f"re-run the same command to continue (finished runs are skipped, "
+                          f"an interrupted one resumes from its last epoch)")
+            return 130 if isinstance(e, KeyboardInterrupt) else 2
     # The report covers every record in <out>/runs (earlier invocations, e.g. other seeds, too);
     # the report itself picks the table's configs and sets aside superseded recipes.
     runs_dir = Path(args.out) / "runs"

@@ -269,3 +269,17 @@ def test_sampler_rejects_non_positive_sizes(batch_size, num_instances):
 
 def test_sampler_still_builds_valid_batches():
     assert _construct_with_timeout(4, 2) is None
+
+
+def test_infinite_values_from_yaml_and_a_key_below_a_value(tmp_path):
+    from reid_core.config import ConfigError, load_config
+
+    p = tmp_path / "inf.yaml"
+    p.write_text("name: x\noptim:\n  lr: .inf\n")
+    with pytest.raises(ConfigError, match="optim.lr: expected a finite number"):
+        load_config(p)
+    p.write_text("name: x\n")
+    with pytest.raises(ConfigError, match="name is 'x', not a section"):
+        load_config(p, {"name.x": 1})
+    with pytest.raises(ConfigError, match="decimal point"):
+        load_config(p, {"optim.lr": "1e-3"})

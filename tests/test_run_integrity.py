@@ -248,3 +248,116 @@ def test_damaged_record_is_one_line_naming_the_file(tmp_path, synthetic_cache, c
     assert cli_main(["visualize", str(path), "--cmc-only", "--out", str(tmp_path / "fig")]) == 2
     out = capsys.readouterr().out
     assert str(path) in out.replace("\n", "") and "Traceback" not in out
+
+
+# --- found by probing as a new user ------------------------------------------------------------
+
+
+def test_other_weights_at_the_same_path_are_another_run(tmp_path, synthetic_cache):
+    from reid_core.models.backbone import build_backbone
+
+    weights = tmp_path / "w.pt"
+    torch.save(build_backbone("resnet18").state_dict(), weights)
+    cfg = tiny_cfg(**{"model.pretrained": str(weights)})
+    data = load_data(cfg, synthetic_cache)
+    first = run_id_of(cfg, data)
+    torch.manual_seed(99)
+    torch.save(build_backbone("resnet18").state_dict(), weights)
+    assert run_id_of(cfg, data) != first
+
+
+def test_a_file_that_is_not_a_record_is_never_a_finished_run(tmp_path, synthetic_cache):
+    cfg = tiny_cfg(**{"optim.epochs": 1})
+    paths = paths_of(cfg, synthetic_cache, tmp_path)
+    paths.record.parent.mkdir(parents=True)
+    paths.record.write_text("{}")
+    with pytest.raises(ValueError, match="not the finished record"):
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+
+
+def test_ranks_beyond_the_gallery_are_refused_before_training(tmp_path, synthetic_cache,
+                                                               monkeypatch):
+    monkeypatch.setattr(trainer, "fit", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ValueError, match="only 70 gallery images"):
+        run_experiment(tiny_cfg(**{"eval.ranks": [1, 1000]}), data_root=synthetic_cache,
+                       out=tmp_path, device="cpu")
+
+
+def test_registry_typos_fail_before_the_dataset_is_read(tmp_path, monkeypatch):
+    import reid_core.experiment as experiment
+
+    monkeypatch.setattr(experiment, "load_data", lambda *a, **k: pytest.fail("data read"))
+    for key, value in (("model.backbone", "resnet5O"), ("data.augment", "bott")):
+        with pytest.raises(KeyError, match="resnet5O|bott"):
+            run_experiment(tiny_cfg(**{key: value}), out=tmp_path, device="cpu")
+    with pytest.raises(FileNotFoundError, match="model.pretrained"):
+        run_experiment(tiny_cfg(**{"model.pretrained": str(tmp_path / "missing.pt")}),
+                       out=tmp_path, device="cpu")
+
+
+def test_test_only_dataset_and_file_as_root_are_clear_errors(tmp_path, synthetic_cache):
+    from reid_core.data import DatasetError, DatasetLayoutError
+
+    cfg = tiny_cfg(**{"data.dataset": "synthetic-tiny-partial-reid"})
+    with pytest.raises(DatasetError, match="no training images"):
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    with pytest.raises(DatasetLayoutError, match="is a file"):
+        run_experiment(tiny_cfg(), data_root=a_file, out=tmp_path, device="cpu")
+
+
+def test_tampered_checkpoint_epoch_is_refused(tmp_path, synthetic_cache, monkeypatch):
+    cfg = tiny_cfg(**{"optim.epochs": 2, "eval.every": 0})
+    _die_in_epoch(monkeypatch, 1)
+    with pytest.raises(Interrupt):
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
+    monkeypatch.undo()
+    ckpt = paths_of(cfg, synthetic_cache, tmp_path).checkpoint
+    state = torch.load(ckpt, weights_only=True)
+    state["epoch"] = 999
+    torch.save(state, ckpt)
+    from reid_core.models import WeightMismatchError
+
+    with pytest.raises(WeightMismatchError, match="after epoch 999"):
+        run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu", resume=True)
+
+
+def test_ctrl_c_during_a_write_is_held_until_the_file_is_complete(tmp_path):
+    import signal
+
+    from reid_core.utils.io import atomic_open
+
+    target = tmp_path / "x.bin"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_open(target) as f:
+            f.write(b"a" * 1000)
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-write
+            f.write(b"b" * 1000)
+    assert target.read_bytes() == b"a" * 1000 + b"b" * 1000
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_is_one_line_not_a_traceback(monkeypatch, capsys):
+    import reid_core.cli as cli
+
+    def interrupted(args, console):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_datasets", interrupted)
+    assert cli.main(["datasets"]) == 130
+    out = capsys.readouterr().out
+    assert "interrupted" in out and "--resume" in out and "Traceback" not in out
+
+
+def test_combined_figure_name_cannot_leave_the_output_dir(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli_main(["visualize", "a", "b", "--combined-name", "../../evil"])
+    assert e.value.code == 2 and "file name" in capsys.readouterr().err
+
+
+def test_regression_record_without_rows_is_refused(tmp_path, capsys):
+    from reid_core.regression import main as regression_main
+
+    assert regression_main(["record", str(tmp_path / "new.json"), "--table", "rga_table1"]) == 2
+    assert "--rows" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from reid_core.data.base import (
+    DATASETS,
     DatasetError,
     DatasetLayoutError,
     ImageItem,
@@ -25,10 +26,18 @@ def resolve_dataset_root(name: str, root: str | Path | None) -> Path:
     Raises:
         ValueError: a real dataset without a root (the message says how to give one).
     """
+    DATASETS.get(name)  # an unknown name is a KeyError listing the valid ones, root or not
     if root is not None:
-        return Path(root)
+        path = Path(root).expanduser()
+        if path.exists() and not path.is_dir():
+            raise DatasetLayoutError(f"dataset root {path} is a file, not a directory")
+        return path
     if name.startswith("synthetic"):
-        return synthetic.default_cache_root()
+        cache = synthetic.default_cache_root()
+        if cache.exists() and not cache.is_dir():
+            raise DatasetLayoutError(f"synthetic cache {cache} is a file, not a directory "
+                                     f"(set $REID_BENCH_CACHE to a directory)")
+        return cache
     raise ValueError(f"dataset {name!r} needs a root: pass --data-root DIR "
                      f"or set data.root in the config")
 

@@ -27,7 +27,7 @@ from reid_core.data.transforms import build_train_transform
 from reid_core.engine.checkpoint import RunClock, read_checkpoint, save_checkpoint
 from reid_core.engine.optim import build_optimizer, build_scheduler
 from reid_core.losses import ReIDLoss
-from reid_core.models.weights import load_state_strict
+from reid_core.models.weights import WeightMismatchError, load_state_strict
 from reid_core.utils.device import DeviceSettings
 from reid_core.utils.io import OutputWriteError
 from reid_core.utils.seed import epoch_generator, restore_rng_state
@@ -87,6 +87,11 @@ def fit(
         scaler.load_state_dict(ckpt["scaler"])
         restore_rng_state(ckpt["rng"])
         start_epoch, history = ckpt["epoch"], ckpt["history"]
+        if not 0 <= start_epoch <= cfg.optim.epochs or len(history) != start_epoch:
+            raise WeightMismatchError(
+                f"{checkpoint} says it is after epoch {start_epoch} with {len(history)} "
+                f"epochs of history, which does not fit a run of {cfg.optim.epochs} epochs; "
+                f"pass --force to start over")
         console.print(f"[bold]resumed[/] from {checkpoint} after epoch {start_epoch}")
 
     dataset = ImageDataset(train_items, build_train_transform(cfg.data),

@@ -90,6 +90,12 @@ class RetrievalEvaluator:
             raise ValueError(f"dataset {self.dataset!r}: evaluation needs query and gallery "
                              f"images, got {len(self.query)} query / {len(self.gallery)} "
                              f"gallery")
+        too_far = [r for r in self.cfg.ranks if r > len(self.gallery)]
+        if too_far:
+            raise ValueError(f"eval.ranks {too_far}: dataset {self.dataset!r} has only "
+                             f"{len(self.gallery)} gallery images, so rank {too_far[0]} would be "
+                             f"reported as 100% by construction; ask for ranks <= "
+                             f"{len(self.gallery)}")
         if self.cfg.rerank:
             n = len(self.query) + len(self.gallery)
             k1, k2 = self.cfg.rerank_k1, self.cfg.rerank_k2

@@ -38,7 +38,9 @@ def load_torch_file(path: str | Path, what: str = "weights file", hint: str = ""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "weights_only" in str(e):
+        text = str(e)
+        if "invalid load key" not in text and ("weights only" in text.lower()
+                                                or "weights_only" in text):
             problem = ("holds pickled Python objects besides tensors, which weights_only=True "
                        "refuses to execute; if you trust it, load it yourself and re-save its "
                        "state_dict() with torch.save")

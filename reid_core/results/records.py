@@ -63,9 +63,24 @@ def read_record(path: Path) -> dict[str, Any]:
     return data
 
 
+#: What a finished training run's record must hold to count as finished.
+REQUIRED_KEYS = ("run_id", "config", "final", "history")
+
+
 def find_record(out_dir: Path, run_id: str) -> dict[str, Any] | None:
+    """The finished run's record, or None; a file that is not one is a :class:`RecordError`
+    (never a "finished" run to skip)."""
     path = record_path(out_dir, run_id)
-    return read_record(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    record = read_record(path)
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing or record.get("run_id") != run_id:
+        problem = (f"lacks {', '.join(missing)}" if missing
+                   else f"holds run {record.get('run_id')!r}")
+        raise RecordError(f"{path} is not the finished record of {run_id} (it {problem}); "
+                          f"restore it or delete it (or pass --force) to re-run")
+    return record
 
 
 def write_record(out_dir: Path, record: dict[str, Any]) -> Path:

@@ -17,7 +17,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,7 +87,11 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[BinaryIO]:
             permission denied while creating, writing, syncing or renaming (whether raised
             here or by the caller's writes into the file).
     """
-    path = Path(path)
+    with _interrupts_deferred():
+        yield from _atomic_open(Path(path), mode)
+
+
+def _atomic_open(path: Path, mode: str) -> Iterator[BinaryIO]:
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +107,24 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[BinaryIO]:
         if isinstance(e, OSError) and _is_output_error(e, path):
             raise _output_error(e, path) from e
         raise
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back until the write is complete, then raise it: an interrupt in
+    the middle of ``torch.save`` would otherwise surface as an obscure zip-writer error. Only
+    the main thread can install signal handlers; elsewhere writes are not deferred."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
