@@ -159,7 +159,7 @@ def test_unreadable_image_fails_before_training(tmp_path, synthetic_cache):
     shutil.copytree(synthetic_cache, copy)
     victim = next(copy.glob("synthetic-tiny-*/query/*.jpg"))
     victim.write_bytes(b"this is not a jpeg")
-    with pytest.raises(ValueError, match=f"cannot be opened.*{victim.name}.*--check"):
+    with pytest.raises(ValueError, match=f"cannot be opened.*{victim.name}.*delete.*--check"):
         run_experiment(tiny_cfg(), data_root=copy, out=tmp_path / "out", device="cpu")
 
 
@@ -329,13 +329,24 @@ def test_ctrl_c_during_a_write_is_held_until_the_file_is_complete(tmp_path):
     from reid_core.utils.io import atomic_open
 
     target = tmp_path / "x.bin"
-    with pytest.raises(KeyboardInterrupt):
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with atomic_open(target) as f:
+                f.write(b"a" * 1000)
+                os.kill(os.getpid(), signal.SIGINT)  # arrives mid-write
+                f.write(b"b" * 1000)
+        assert target.read_bytes() == b"a" * 1000 + b"b" * 1000
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        # Where SIGINT is ignored (nohup, some CI runners) it stays ignored.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         with atomic_open(target) as f:
-            f.write(b"a" * 1000)
-            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-write
-            f.write(b"b" * 1000)
-    assert target.read_bytes() == b"a" * 1000 + b"b" * 1000
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            os.kill(os.getpid(), signal.SIGINT)
+            f.write(b"c")
+        assert target.read_bytes() == b"c"
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_ctrl_c_is_one_line_not_a_traceback(monkeypatch, capsys):
@@ -361,3 +372,14 @@ def test_regression_record_without_rows_is_refused(tmp_path, capsys):
 
     assert regression_main(["record", str(tmp_path / "new.json"), "--table", "rga_table1"]) == 2
     assert "--rows" in capsys.readouterr().out
+
+
+def test_damaged_synthetic_cache_does_not_pass_as_the_dataset(tmp_path, synthetic_cache):
+    from reid_core.data import DatasetError
+
+    copy = tmp_path / "cache"
+    shutil.copytree(synthetic_cache, copy)
+    for victim in sorted(copy.glob("synthetic-tiny-*/bounding_box_train/*.jpg"))[:2]:
+        victim.unlink()
+    with pytest.raises(DatasetError, match="bounding_box_train: 100 images, 102 generated"):
+        build_dataset("synthetic-tiny", copy)

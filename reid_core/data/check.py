@@ -65,9 +65,12 @@ def check_openable(data: ReIDData) -> None:
                 bad.append(f"{path} ({type(e).__name__}: {e})")
     if bad:
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        synthetic = str(data.extras.get("fingerprint", "")).startswith("synthetic-spec:")
+        fix = (f"delete {data.root} to have it regenerated" if synthetic
+               else "re-extract the dataset")
         raise CorruptImageError(
             f"{data.name} at {data.root}: {len(bad)} image(s) cannot be opened: "
-            + "; ".join(bad[:5]) + more + f". Re-extract the dataset; `python -m reid_core "
+            + "; ".join(bad[:5]) + more + f". Fix: {fix}; `python -m reid_core "
             f"datasets --name {data.name} --check` decodes every image and lists the bad ones")
 
 

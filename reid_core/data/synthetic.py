@@ -570,6 +570,34 @@ def _synthetic_meta(directory: Path) -> dict | None:
 
 
 def resolve_synthetic_dir(root: str | Path, preset: str, name: str | None = None) -> Path:
+    """The directory of ``preset`` for a loader's ``root`` (:func:`_locate`), checked to hold
+    every image its ``spec.json`` says was generated.
+
+    Raises:
+        DatasetError: see :func:`_locate`; or images were deleted or added since generation
+            (a synthetic run is identified by its generator parameters, so a damaged copy
+            must not pass as the dataset).
+    """
+    directory = _locate(root, preset, name)
+    _check_intact(directory, name or preset)
+    return directory
+
+
+def _check_intact(directory: Path, name: str) -> None:
+    counts = (_synthetic_meta(directory) or {}).get("counts") or {}
+    wrong = []
+    for sub, expected in counts.items():
+        found = (sum(1 for p in (directory / sub).iterdir() if p.suffix == ".jpg")
+                 if (directory / sub).is_dir() else 0)
+        if found != expected:
+            wrong.append(f"{sub}: {found} images, {expected} generated")
+    if wrong:
+        raise DatasetError(f"{name}: the synthetic dataset at {directory} was changed after it "
+                           f"was generated ({'; '.join(wrong)}); delete {directory} to have it "
+                           f"regenerated")
+
+
+def _locate(root: str | Path, preset: str, name: str | None = None) -> Path:
     """The directory of ``preset`` for a loader's ``root``: the cache root (the dataset is
     generated or reused under it) or the preset's own generated directory, used as it is.
 

@@ -113,9 +113,10 @@ def _atomic_open(path: Path, mode: str) -> Iterator[BinaryIO]:
 def _interrupts_deferred() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) back until the write is complete, then raise it: an interrupt in
     the middle of ``torch.save`` would otherwise surface as an obscure zip-writer error. Only
-    the main thread can install signal handlers; elsewhere writes are not deferred."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    Python's default Ctrl-C handler in the main thread is replaced (for the write)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield  # another handler (or SIGINT ignored, as under nohup) is not ours to replace
         return
     received: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
