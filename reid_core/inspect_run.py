@@ -118,7 +118,8 @@ def missing_checkpoint_error(run_id: str, checkpoint: Path, record_path: Path,
 
 def resolve_run(run: str | Path, runs_dir: str | Path = "results/runs") -> Path:
     """The record file of ``run``: a path to a ``.json`` record, a run id in ``runs_dir``, or
-    an unambiguous prefix of one (e.g. ``rga_sc-seed0``).
+    an unambiguous prefix of one (e.g. ``rga_sc-seed0``; when it matches several records of the
+    same config and seed, the newest).
 
     Raises:
         RunNotFoundError: no such record (the message lists close matches), or an ambiguous
@@ -144,6 +145,9 @@ def resolve_run(run: str | Path, runs_dir: str | Path = "results/runs") -> Path:
                 or [i for i in ids if i.startswith(str(run))])
     if len(prefixed) == 1:
         return runs_dir / f"{prefixed[0]}.json"
+    newest = _newest_of_one_run(runs_dir, prefixed)
+    if newest is not None:
+        return newest
     if len(prefixed) > 1:
         more = " ..." if len(prefixed) > 10 else ""
         raise RunNotFoundError(f"run {str(run)!r} is ambiguous in {runs_dir}: matches "
@@ -152,6 +156,26 @@ def resolve_run(run: str | Path, runs_dir: str | Path = "results/runs") -> Path:
     hint = (f"close matches: {', '.join(close)}" if close
             else f"{len(ids)} records there, e.g. {', '.join(ids[:5])}")
     raise RunNotFoundError(f"unknown run {str(run)!r} in {runs_dir}; {hint}")
+
+
+def _newest_of_one_run(runs_dir: Path, ids: list[str]) -> Path | None:
+    """When every match is a record of the same config name and seed (the same row re-run on
+    newer data or a changed recipe: the report keeps only the newest), the newest of them;
+    else None (a real ambiguity between rows or seeds)."""
+    if len(ids) < 2:
+        return None
+    found = []
+    for run_id in ids:
+        path = runs_dir / f"{run_id}.json"
+        try:
+            rec = read_record(path)
+        except ValueError:
+            return None
+        found.append(((rec.get("config_name"), rec.get("seed")), str(rec.get("finished_at", "")),
+                      path))
+    if len({key for key, _, _ in found}) != 1:
+        return None
+    return max(found, key=lambda f: f[1])[2]
 
 
 def load_run(

@@ -383,3 +383,18 @@ def test_damaged_synthetic_cache_does_not_pass_as_the_dataset(tmp_path, syntheti
         victim.unlink()
     with pytest.raises(DatasetError, match="bounding_box_train: 100 images, 102 generated"):
         build_dataset("synthetic-tiny", copy)
+
+
+def test_a_prefix_of_one_rerun_row_means_its_newest_record(tmp_path):
+    from reid_core.inspect_run import RunNotFoundError, resolve_run
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for run_id, name, seed, when in (("a-seed0-111", "a", 0, "2026-01-01"),
+                                     ("a-seed0-222", "a", 0, "2026-02-01"),
+                                     ("a-seed1-333", "a", 1, "2026-03-01")):
+        (runs / f"{run_id}.json").write_text(json.dumps(
+            {"run_id": run_id, "config_name": name, "seed": seed, "finished_at": when}))
+    assert resolve_run("a-seed0", runs).name == "a-seed0-222.json"
+    with pytest.raises(RunNotFoundError, match="ambiguous"):
+        resolve_run("a", runs)  # two seeds: a real ambiguity
