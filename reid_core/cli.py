@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -74,7 +75,12 @@ def _report(args: argparse.Namespace, console: Console) -> int:
         return 2
 
     paper_table = load_table(args.table_id)
-    records = load_records(Path(args.runs))
+    with warnings.catch_warnings(record=True) as skipped:  # unreadable records: one note each
+        warnings.simplefilter("always", UserWarning)
+        records = load_records(Path(args.runs))
+    for w in skipped:
+        console.print(f"[yellow]note[/]: {escape(str(w.message))}", highlight=False,
+                      soft_wrap=True)
     # A memory / FPS table (CSA Table 6) has its own report, written to the same file: the
     # metrics report would replace it with an all-"not run" table.
     cost = is_cost_table(paper_table)

@@ -406,8 +406,10 @@ def _check_relations(cfg: RunConfig) -> None:
             f"data.batch_size ({d.batch_size}) must be a multiple of "
             f"data.num_instances ({d.num_instances})"
         )
-    if sorted(o.milestones) != o.milestones:
-        raise ConfigError(f"optim.milestones must be increasing, got {o.milestones}")
+    if sorted(set(o.milestones)) != o.milestones:
+        raise ConfigError(f"optim.milestones must be increasing, each epoch once (a repeat "
+                          f"would apply gamma twice), got {o.milestones}")
+
     if not cfg.eval.features:
         raise ConfigError("eval.features must name at least one feature")
     switch = cfg.model.options.get("rpp_start_epoch")  # PCB-RPP's stage switch

@@ -15,6 +15,8 @@ is an ``evaluation`` record next to the run records::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -74,7 +76,9 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
         "kind": "evaluation", "run_id": record["run_id"], "config_name": record["config_name"],
         "config_hash": record["config_hash"], "seed": record["seed"],
         "trained_on": record["dataset"]["name"],
-        "dataset": {"name": target.name, "root": str(target.root), "splits": target.summary()},
+        "attempt": record.get("attempt"),
+        "dataset": {"name": target.name, "root": str(target.root), "identity": target.identity(),
+                    "splits": target.summary()},
         "protocol": target.extras.get("protocol", "market"), "eval": dataclasses.asdict(eval_cfg),
         "checkpoint_epoch": epoch, "device": settings.describe(),
         "versions": software_versions(), "finished_at": utc_now(),
@@ -85,9 +89,47 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
                                             ("rerank", eval_cfg.rerank)) if on)
     path = (record_path.parent.parent / "evaluations"
             / f"{record['run_id']}--on--{target.name}{tags}.json")
+    if path.is_file() and _stored_identity(path) not in (None, out["dataset"]["identity"]):
+        # Another copy of the dataset: a result of its own, never written over the other one.
+        digest = hashlib.sha256(json.dumps(out["dataset"]["identity"], sort_keys=True)
+                                .encode()).hexdigest()[:8]
+        other, path = path, path.with_name(f"{path.stem}--data-{digest}.json")
+        console.print(f"[yellow]note[/]: {other} holds an evaluation on other data "
+                      f"({_stored_root(other)}); this one goes to {path.name}", highlight=False,
+                      soft_wrap=True)
+    if path.is_file():  # say what is replaced: other ranks, re-trained weights
+        _note_replacement(path, out, console)
     atomic_write_json(path, out)
     for feat, vals in final.items():
         shown = "  ".join(f"{k} {v:.2f}" for k, v in vals.items() if isinstance(v, float))
         console.print(f"  {feat}: {shown}")
     console.print(f"evaluation record: {path}")
     return out
+
+
+def _stored(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _stored_identity(path: Path) -> dict[str, Any] | None:
+    return (_stored(path).get("dataset") or {}).get("identity")
+
+
+def _stored_root(path: Path) -> str | None:
+    return (_stored(path).get("dataset") or {}).get("root")
+
+
+def _note_replacement(path: Path, new: dict[str, Any], console: Console) -> None:
+    """Print how the evaluation being written differs from the one at ``path`` it replaces."""
+    old = _stored(path)
+    changes = []
+    if (old.get("eval") or {}).get("ranks") != new["eval"]["ranks"]:
+        changes.append(f"ranks {old.get('eval', {}).get('ranks')} -> {new['eval']['ranks']}")
+    if old.get("attempt") != new.get("attempt"):
+        changes.append("weights of another training attempt")
+    console.print(f"[yellow]note[/]: replacing the earlier evaluation at {path}"
+                  + (f" ({'; '.join(changes)})" if changes else " (same settings)"),
+                  highlight=False, soft_wrap=True)

@@ -283,3 +283,12 @@ def test_infinite_values_from_yaml_and_a_key_below_a_value(tmp_path):
         load_config(p, {"name.x": 1})
     with pytest.raises(ConfigError, match="decimal point"):
         load_config(p, {"optim.lr": "1e-3"})
+
+
+def test_repeated_milestone_is_refused():
+    """A milestone given twice would apply gamma twice. (Milestones beyond a shortened
+    ``optim.epochs`` stay allowed: ``--set optim.epochs=1`` on a full recipe is common.)"""
+    from reid_core.config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match="each epoch once"):
+        config_from_dict({"name": "x", "optim": {"epochs": 4, "milestones": [2, 2]}})

@@ -398,3 +398,20 @@ def test_a_prefix_of_one_rerun_row_means_its_newest_record(tmp_path):
     assert resolve_run("a-seed0", runs).name == "a-seed0-222.json"
     with pytest.raises(RunNotFoundError, match="ambiguous"):
         resolve_run("a", runs)  # two seeds: a real ambiguity
+
+
+def test_evaluations_on_another_copy_of_the_data_do_not_overwrite(tmp_path, synthetic_cache):
+    rec = run_experiment(tiny_cfg(**{"optim.epochs": 1}), data_root=synthetic_cache,
+                         out=tmp_path, device="cpu")
+    record = tmp_path / "runs" / f"{rec['run_id']}.json"
+    first = evaluate_run_on(record, "synthetic-tiny", data_root=synthetic_cache, device="cpu")
+    (evaluation,) = (tmp_path / "evaluations").glob("*.json")
+    assert first["dataset"]["identity"]["fingerprint"].startswith("synthetic-spec:")
+    # Pretend the existing evaluation was made on another copy of the dataset.
+    stored = json.loads(evaluation.read_text())
+    stored["dataset"]["identity"] = {**stored["dataset"]["identity"], "fingerprint": "other"}
+    evaluation.write_text(json.dumps(stored))
+    evaluate_run_on(record, "synthetic-tiny", data_root=synthetic_cache, device="cpu")
+    names = sorted(p.name for p in (tmp_path / "evaluations").glob("*.json"))
+    assert len(names) == 2 and any("--data-" in n for n in names), names
+    assert json.loads(evaluation.read_text()) == stored  # the other one is untouched
