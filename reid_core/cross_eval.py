@@ -25,6 +25,7 @@ from rich.console import Console
 
 from reid_core.config import check_ranks, config_from_dict
 from reid_core.data import build_dataset, resolve_dataset_root
+from reid_core.data.check import check_openable
 from reid_core.experiment import build_evaluator
 from reid_core.inspect_run import (
     load_trained_model, missing_checkpoint_error, resolve_run, run_checkpoint)
@@ -56,6 +57,7 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
 
     t0 = time.perf_counter()
     target = build_dataset(dataset, resolve_dataset_root(dataset, data_root))
+    check_openable(target)
     num_classes = record["dataset"]["splits"]["train"]["ids"]
     model, epoch = load_trained_model(cfg, checkpoint, num_classes, settings,
                                       record["config_hash"])
