@@ -647,13 +647,13 @@ def _column_label(column: Column) -> str:
 
 # --------------------------------------------------------------------------- environment
 
-#: Packages whose build changes the numbers: CPU training results differ between torch builds
-#: (e.g. 2.14.1 vs 2.15.0: other losses and R1 for the same seed), and torchvision / numpy
+#: Packages whose build can change the numbers: CPU training is bit-reproducible only within
+#: one environment (build, CPU type, threads; README "Environments"), and torchvision / numpy
 #: releases change transforms and RNG streams. Records made under several versions of one of
 #: these are flagged in the report header.
 BUILD_KEYS: Final[tuple[str, ...]] = ("torch", "torchvision", "numpy")
 #: Everything the header states about where the records were made (``record["versions"]``).
-ENVIRONMENT_KEYS: Final[tuple[str, ...]] = (*BUILD_KEYS, "python", "platform")
+ENVIRONMENT_KEYS: Final[tuple[str, ...]] = (*BUILD_KEYS, "python", "platform", "cpu_capability")
 NOT_RECORDED: Final[str] = "not recorded"
 
 #: How a report names a record in a version list: ``record -> (row name, detail or None)``;
