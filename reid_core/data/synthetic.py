@@ -518,10 +518,10 @@ def _generation_lock(cache_root: Path, name: str, progress: bool) -> Iterator[No
     """Hold ``cache_root/.<name>.lock`` (a ``filelock.FileLock``) for the duration.
 
     If another process holds it, say so (when ``progress``) and wait: a silent wait of
-    minutes would look like a hang. The lock file is deleted while still held, so a cache
-    root is left with datasets only; a process that was waiting on the deleted file notices
-    (filelock checks the link count after locking) and locks the path afresh, and it
-    re-checks completeness under the lock anyway.
+    minutes would look like a hang. The (empty, hidden) lock file stays in the cache root:
+    deleting a lock file that others may be waiting on lets two processes hold "the" lock at
+    once unless the locking library re-checks the file after locking, which not every
+    filelock release does.
     """
     from filelock import FileLock, Timeout
 
@@ -538,7 +538,6 @@ def _generation_lock(cache_root: Path, name: str, progress: bool) -> Iterator[No
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)
         lock.release()
 
 
