@@ -40,43 +40,42 @@ class YamlError(ConfigError):
         self.detail = detail
 
 
-class DuplicateKeyError(yaml.MarkedYAMLError):
-    """Raised by :class:`UniqueKeyLoader` while composing; converted to :class:`YamlError`."""
+class DuplicateKeyError(Exception):
+    """A key given twice in one mapping; converted to :class:`YamlError`."""
 
-    def __init__(self, key: Any, first: yaml.Mark, again: yaml.Mark) -> None:
-        super().__init__(problem=f"duplicate key {key!r}", problem_mark=again)
+    def __init__(self, key: str, first: yaml.Mark, again: yaml.Mark) -> None:
+        super().__init__(key)
         self.key = key
         self.first = first
         self.again = again
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that rejects a key given twice in one mapping.
+def _check_unique_keys(root: yaml.Node | None) -> None:
+    """Raise :class:`DuplicateKeyError` for the second occurrence of a scalar key in any
+    mapping of the composed document (nodes only: nothing is constructed).
 
-    The check runs on the composed node, before ``<<`` merge keys are flattened, so a key that
-    overrides a merged-in one (the point of ``<<: *base``) is not a duplicate.
+    Keys are compared as they are written with their resolved tag (``1`` and ``"1"`` differ,
+    as they do for ``safe_load``). ``<<`` merge keys are skipped, so a key that overrides a
+    merged-in one (the point of ``<<: *base``) is not a duplicate.
     """
-
-    def compose_mapping_node(self, anchor: str | None) -> yaml.MappingNode:
-        node = super().compose_mapping_node(anchor)
-        _check_unique_keys(self, node)
-        return node
-
-
-def _check_unique_keys(loader: UniqueKeyLoader, node: yaml.MappingNode) -> None:
-    """Raise :class:`DuplicateKeyError` for the second occurrence of a scalar key in ``node``."""
-    seen: dict[Any, yaml.Mark] = {}
-    for key_node, _ in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
-            continue  # complex keys are rare and compared by SafeLoader itself
-        key = loader.construct_object(key_node)
-        try:
-            first = seen.get(key)
-        except TypeError:  # unhashable: SafeLoader reports it when constructing the mapping
+    stack, seen_nodes = [root] if root is not None else [], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:  # an alias: already checked
             continue
-        if first is not None:
-            raise DuplicateKeyError(key, first, key_node.start_mark)
-        seen[key] = key_node.start_mark
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first_at: dict[tuple[str, str], yaml.Mark] = {}
+            for key_node, value_node in node.value:
+                stack += [key_node, value_node]
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
+                    continue
+                key = (key_node.tag, key_node.value)
+                if key in first_at:
+                    raise DuplicateKeyError(key_node.value, first_at[key], key_node.start_mark)
+                first_at[key] = key_node.start_mark
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
 
 
 def load_yaml(path_or_text: str | Path, source: str) -> Any:
@@ -98,7 +97,10 @@ def load_yaml(path_or_text: str | Path, source: str) -> Any:
     else:
         text = path_or_text
     try:
-        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 -- a SafeLoader subclass
+        # Two passes over a small text: the node tree (construction-free) for the duplicate
+        # check, then plain yaml.safe_load for the values.
+        _check_unique_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        return yaml.safe_load(text)
     except DuplicateKeyError as exc:
         raise YamlError(source, f"duplicate key {exc.key!r} at line {exc.again.line + 1} "
                                 f"(first at line {exc.first.line + 1})") from None
