@@ -91,16 +91,7 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
                                             ("rerank", eval_cfg.rerank)) if on)
     path = (record_path.parent.parent / "evaluations"
             / f"{record['run_id']}--on--{target.name}{tags}.json")
-    if path.is_file() and _stored_identity(path) not in (None, out["dataset"]["identity"]):
-        # Another copy of the dataset: a result of its own, never written over the other one.
-        digest = hashlib.sha256(json.dumps(out["dataset"]["identity"], sort_keys=True)
-                                .encode()).hexdigest()[:8]
-        other, path = path, path.with_name(f"{path.stem}--data-{digest}.json")
-        console.print(f"[yellow]note[/]: {other} holds an evaluation on other data "
-                      f"({_stored_root(other)}); this one goes to {path.name}", highlight=False,
-                      soft_wrap=True)
-    if path.is_file():  # say what is replaced: other ranks, re-trained weights
-        _note_replacement(path, out, console)
+    path = _evaluation_path(path, out, console)
     atomic_write_json(path, out)
     for feat, vals in final.items():
         shown = "  ".join(f"{k} {v:.2f}" for k, v in vals.items() if isinstance(v, float))
@@ -109,29 +100,39 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
     return out
 
 
-def _stored(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _stored_identity(path: Path) -> dict[str, Any] | None:
-    return (_stored(path).get("dataset") or {}).get("identity")
-
-
-def _stored_root(path: Path) -> str | None:
-    return (_stored(path).get("dataset") or {}).get("root")
-
-
-def _note_replacement(path: Path, new: dict[str, Any], console: Console) -> None:
-    """Print how the evaluation being written differs from the one at ``path`` it replaces."""
+def _evaluation_path(path: Path, new: dict[str, Any], console: Console) -> Path:
+    """Where ``new`` goes: ``path``, unless the evaluation there was made on another copy of the
+    data (then beside it, ``--data-<digest>``: never written over); a replaced evaluation is
+    named in a note saying what changed (ranks, re-trained weights)."""
     old = _stored(path)
+    if old is None:
+        return path
+    old_data, new_data = old.get("dataset") or {}, new["dataset"]
+    if old_data.get("identity") not in (None, new_data["identity"]):
+        digest = hashlib.sha256(json.dumps(new_data["identity"], sort_keys=True)
+                                .encode()).hexdigest()[:8]
+        moved = path.with_name(f"{path.stem}--data-{digest}.json")
+        console.print(f"[yellow]note[/]: {path} holds an evaluation on other data "
+                      f"({old_data.get('root')}); this one goes to {moved.name}",
+                      highlight=False, soft_wrap=True)
+        return _evaluation_path(moved, new, console)
     changes = []
     if (old.get("eval") or {}).get("ranks") != new["eval"]["ranks"]:
-        changes.append(f"ranks {old.get('eval', {}).get('ranks')} -> {new['eval']['ranks']}")
+        changes.append(f"ranks {(old.get('eval') or {}).get('ranks')} -> {new['eval']['ranks']}")
     if old.get("attempt") != new.get("attempt"):
         changes.append("weights of another training attempt")
     console.print(f"[yellow]note[/]: replacing the earlier evaluation at {path}"
                   + (f" ({'; '.join(changes)})" if changes else " (same settings)"),
                   highlight=False, soft_wrap=True)
+    return path
+
+
+def _stored(path: Path) -> dict[str, Any] | None:
+    """The evaluation record at ``path``; None if there is none (an unreadable one counts as
+    an evaluation to replace: ``{}``)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

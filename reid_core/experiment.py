@@ -98,15 +98,20 @@ def load_data(cfg: RunConfig, data_root: str | Path | None) -> ReIDData:
                          split=cfg.data.split)
 
 
-def run_identity(cfg: RunConfig, data: ReIDData) -> dict[str, str]:
-    """What a run starts from besides its config: the data (:meth:`ReIDData.identity`) and,
-    when ``model.pretrained`` is a file, that file's SHA-256 (other weights at the same path
-    are another run, not a record to reuse)."""
-    identity = data.identity()
+def weights_identity(cfg: RunConfig) -> dict[str, str]:
+    """When ``model.pretrained`` is a file, that file's SHA-256: other weights at the same path
+    are another run, not a record to reuse. Empty otherwise (named weights are identified by
+    their name in the config)."""
     pretrained = cfg.model.pretrained
-    if pretrained not in (None, "imagenet"):
-        identity["weights"] = "sha256:" + _file_sha256(Path(pretrained).expanduser())[:16]
-    return identity
+    if pretrained in (None, "imagenet"):
+        return {}
+    return {"weights": "sha256:" + _file_sha256(Path(pretrained).expanduser())[:16]}
+
+
+def run_identity(cfg: RunConfig, data: ReIDData) -> dict[str, str]:
+    """What a run starts from besides its config: the data (:meth:`ReIDData.identity`) and the
+    pretrained file (:func:`weights_identity`)."""
+    return {**data.identity(), **weights_identity(cfg)}
 
 
 def _file_sha256(path: Path) -> str:
@@ -206,7 +211,8 @@ def run_experiment(
     check_buildable(cfg)
     data = load_data(cfg, data_root)
     check_trainable(data)
-    paths = RunPaths(out, run_id_of(cfg, data))
+    identity = run_identity(cfg, data)
+    paths = RunPaths(out, make_run_id(cfg.name, cfg.seed, cfg.config_hash(), identity))
     for directory in (out / "runs", paths.checkpoint_dir):
         remove_stale_temps(directory)
     if paths.record.exists() and not paths.record.is_file():
@@ -216,7 +222,7 @@ def run_experiment(
     unfinished = paths.checkpoint.is_file()
     if unfinished and existing is not None and not force:
         # A finished attempt whose record was written but whose last.pt was not yet renamed.
-        ckpt = read_checkpoint(paths.checkpoint, expected_hash=cfg.config_hash())
+        ckpt = read_checkpoint(paths.checkpoint, expected_hash=cfg.config_hash(), mmap=True)
         if attempt_of(ckpt) == existing.get("attempt") and ckpt["epoch"] == cfg.optim.epochs:
             finalize(paths.checkpoint_dir)
             unfinished = False
@@ -255,8 +261,7 @@ def run_experiment(
         console.print(f"[yellow]note[/]: --resume, but {paths.run_id} has no checkpoint to "
                       f"continue (a changed --set or config is another run id): training "
                       f"from scratch")
-    clock = (RunClock.resumed(read_checkpoint(paths.checkpoint, cfg.config_hash()))
-             if resuming else RunClock.fresh())
+    clock = RunClock.fresh()  # fit continues the checkpoint's attempt when resuming
     history = fit(model, data.train, cfg, settings, paths.checkpoint, resume=resuming,
                   evaluate=evaluator, console=console, on_step=on_step, clock=clock)
     final = evaluator(model)
@@ -270,9 +275,10 @@ def run_experiment(
         "config_hash": cfg.config_hash(),
         "seed": cfg.seed,
         "config": cfg.to_dict(),
-        "dataset": {"name": data.name, "root": str(data.root), "identity": data.identity(),
+        "dataset": {"name": data.name, "root": str(data.root),
+                    "identity": data.identity(),
                     "splits": data.summary()},
-        "run_identity": run_identity(cfg, data),
+        "run_identity": identity,
         "device": settings.describe(),
         "versions": software_versions(),
         "command": command_line(),

@@ -58,6 +58,7 @@ class ReIDData:
     query: list[ImageItem]
     gallery: list[ImageItem]
     extras: dict = field(default_factory=dict)
+    _identity: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def num_train_pids(self) -> int:
@@ -77,9 +78,12 @@ class ReIDData:
         encoder); otherwise the SHA-256 of every split's (path relative to the root, pid,
         camid, file size) -- one ``stat`` per image, no decoding.
         """
-        fingerprint = self.extras.get("fingerprint") or self.content_fingerprint()
-        return {"dataset": self.name, "protocol": str(self.extras.get("protocol", "market")),
-                "fingerprint": fingerprint}
+        if self._identity is None:  # one stat per image: computed once per loaded dataset
+            fingerprint = self.extras.get("fingerprint") or self.content_fingerprint()
+            self._identity = {"dataset": self.name,
+                              "protocol": str(self.extras.get("protocol", "market")),
+                              "fingerprint": fingerprint}
+        return dict(self._identity)
 
     def content_fingerprint(self) -> str:
         h = hashlib.sha256()

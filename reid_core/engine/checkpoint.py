@@ -56,12 +56,14 @@ class RunClock:
     def fresh(cls) -> RunClock:
         return cls(attempt=new_attempt_id())
 
-    @classmethod
-    def resumed(cls, ckpt: dict[str, Any]) -> RunClock:
+    def continue_from(self, ckpt: dict[str, Any]) -> None:
+        """Take over the attempt, earlier segments and epoch of the checkpoint being resumed
+        (a checkpoint from before attempts existed keeps this clock's new attempt id)."""
         run = ckpt.get("run") or {}
-        return cls(attempt=run.get("attempt") or new_attempt_id(),
-                   elapsed_before_s=float(run.get("elapsed_s", 0.0)),
-                   segments=list(run.get("segments", [])), from_epoch=int(ckpt["epoch"]))
+        self.attempt = run.get("attempt") or self.attempt
+        self.elapsed_before_s = float(run.get("elapsed_s", 0.0))
+        self.segments = list(run.get("segments", []))
+        self.from_epoch = int(ckpt["epoch"])
 
     def elapsed(self) -> float:
         """Wall time of all segments so far, this one included."""
@@ -104,8 +106,10 @@ def save_checkpoint(
     atomic_save(path, lambda f: torch.save(state, f))
 
 
-def read_checkpoint(path: Path, expected_hash: str | None = None) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (safe unpickling only).
+def read_checkpoint(path: Path, expected_hash: str | None = None,
+                    mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (safe unpickling only); ``mmap``
+    maps the tensors instead of reading them (to look at epoch and attempt only).
 
     Raises:
         UnreadableWeightsError: truncated, corrupt or not a torch file (the message says to
@@ -113,7 +117,7 @@ def read_checkpoint(path: Path, expected_hash: str | None = None) -> dict[str, A
         WeightMismatchError: not a reid_core checkpoint, or written by a different config.
     """
     ckpt = load_torch_file(path, "checkpoint",
-                           hint="; pass --force to discard it and train from scratch")
+                           hint="; pass --force to discard it and train from scratch", mmap=mmap)
     if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION:
         raise WeightMismatchError(f"{path} is not a reid_core training checkpoint "
                                   f"(format_version {FORMAT_VERSION})")
@@ -158,7 +162,7 @@ def finished_checkpoint(directory: Path, record: dict[str, Any]) -> Path:
         path = directory / name
         if not path.is_file():
             continue
-        ckpt = read_checkpoint(path, expected_hash=record.get("config_hash"))
+        ckpt = read_checkpoint(path, expected_hash=record.get("config_hash"), mmap=True)
         same = attempt is None or attempt_of(ckpt) == attempt
         if same and int(ckpt["epoch"]) == epochs:
             return path

@@ -65,7 +65,8 @@ def fit(
             is stored in the history.
         on_step: called after every optimiser step (see :data:`StepHook`).
         clock: the attempt id and wall time stored in every checkpoint (default: a fresh
-            attempt; a resumed run passes :meth:`RunClock.resumed` of its checkpoint).
+            attempt); when resuming, it continues the checkpoint's attempt
+            (:meth:`RunClock.continue_from`), so the caller's clock describes the whole run.
     """
     clock = clock or RunClock.fresh()
     console = console or Console()
@@ -87,6 +88,7 @@ def fit(
         scaler.load_state_dict(ckpt["scaler"])
         restore_rng_state(ckpt["rng"])
         start_epoch, history = ckpt["epoch"], ckpt["history"]
+        clock.continue_from(ckpt)
         if not 0 <= start_epoch <= cfg.optim.epochs or len(history) != start_epoch:
             raise WeightMismatchError(
                 f"{checkpoint} says it is after epoch {start_epoch} with {len(history)} "

@@ -25,18 +25,20 @@ class UnreadableWeightsError(ValueError):
     file, or holding pickled objects that ``weights_only=True`` refuses to run."""
 
 
-def load_torch_file(path: str | Path, what: str = "weights file", hint: str = "") -> Any:
+def load_torch_file(path: str | Path, what: str = "weights file", hint: str = "",
+                    mmap: bool = False) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with one clear error.
 
     torch reports a truncated file as a zip-archive ``RuntimeError``, a text file as an
     ``UnpicklingError`` about a "load key", and an unsafe pickle as a long "Weights only load
-    failed" essay; a user gets one line naming the file, the problem and ``hint``.
+    failed" essay; a user gets one line naming the file, the problem and ``hint``. With
+    ``mmap`` the tensors are mapped, not read: cheap when only the small entries are needed.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         text = str(e)
         if "invalid load key" not in text and ("weights only" in text.lower()
