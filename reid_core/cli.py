@@ -29,7 +29,7 @@ INTERRUPTED = ("nothing half-written was left; a training run keeps its checkpoi
 
 
 def _train(args: argparse.Namespace, console: Console) -> int:
-    from reid_core.experiment import run_experiment
+    from reid_core.app.experiment import run_experiment
 
     overrides = parse_overrides(args.set or [])
     if args.seed is not None:
@@ -63,7 +63,7 @@ def _report(args: argparse.Namespace, console: Console) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from reid_core.experiment import describe_error
+    from reid_core.app.experiment import describe_error
     from reid_core.results.cost_report import cost_environment, is_cost_table, render_cost_report
     from reid_core.results.paper_tables import load_table
     from reid_core.results.report import (
@@ -115,8 +115,8 @@ def _report(args: argparse.Namespace, console: Console) -> int:
 def _visualize(args: argparse.Namespace, console: Console) -> int:
     from pathlib import Path
 
-    from reid_core.experiment import USER_ERRORS, describe_error
-    from reid_core.inspect_run import load_run, resolve_run
+    from reid_core.app.experiment import USER_ERRORS, describe_error
+    from reid_core.app.inspect_run import load_run, resolve_run
     from reid_core.results.visualize import plot_cmc, ranked_list_grid
 
     out = Path(args.out)
@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _evaluate(args: argparse.Namespace, console: Console) -> int:
-    from reid_core.cross_eval import evaluate_run_on
+    from reid_core.app.cross_eval import evaluate_run_on
 
     evaluate_run_on(args.run, args.dataset, data_root=args.data_root, runs_dir=args.runs,
                     ranks=args.ranks, query_mode=args.query_mode, rerank=args.rerank,
@@ -289,7 +289,7 @@ def _evaluate(args: argparse.Namespace, console: Console) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console()
-    from reid_core.experiment import USER_ERRORS, describe_error
+    from reid_core.app.experiment import USER_ERRORS, describe_error
 
     try:
         return args.func(args, console)

@@ -7,7 +7,7 @@ their configs from configs/papers/rga.yaml. Run with --help for the options.
 
 import sys
 
-from reid_core.reproduce import main
+from reid_core.app.reproduce import main
 
 if __name__ == "__main__":
     sys.exit(main("rga_table2"))

@@ -10,7 +10,7 @@ determines RGA's relation sizes).
 
 import sys
 
-from reid_core.reproduce import count_parameters_row, main
+from reid_core.app.reproduce import count_parameters_row, main
 
 if __name__ == "__main__":
     sys.exit(main("rga_table3", [*sys.argv[1:], "--profile", "paper"],

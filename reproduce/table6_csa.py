@@ -14,7 +14,7 @@ the median over invocations.
 
 import sys
 
-from reid_core.reproduce import main, measure_cost_row
+from reid_core.app.reproduce import main, measure_cost_row
 from reid_core.results.cost_report import render_cost_report
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import yaml
 from reid_core.config import (
     ConfigError, check_ranks, config_from_dict, load_config, parse_overrides)
 from reid_core.data.sampler import RandomIdentitySampler
-from reid_core.reproduce import build_row_config, load_paper_configs
+from reid_core.app.reproduce import build_row_config, load_paper_configs
 from reid_core.results.paper_tables import PaperTableError, load_table
 from reid_core.utils.yaml_io import YamlError, load_yaml
 

@@ -12,7 +12,7 @@ from reid_core.cli import main as cli_main
 from reid_core.config import config_from_dict
 from reid_core.engine.checkpoint import read_checkpoint
 from reid_core.engine.trainer import NonFiniteLossError
-from reid_core.experiment import RunPaths, RunStateError, load_data, run_experiment, run_id_of
+from reid_core.app.experiment import RunPaths, RunStateError, load_data, run_experiment, run_id_of
 from reid_core.losses import ReIDLoss
 from reid_core.models import WeightMismatchError
 

@@ -11,8 +11,12 @@ PKG = Path(__file__).resolve().parents[1] / "reid_core"
 LAYERS = {
     "utils": 0, "config": 0,
     "data": 1, "models": 2, "losses": 3, "engine": 4, "metrics": 5, "results": 6,
-    "experiment": 7, "inspect_run": 7, "cross_eval": 7, "reproduce": 8, "regression": 9, "cli": 9, "__main__": 9,
+    "app": 7, "cli": 8, "__main__": 8,
 }
+
+# Inside the application layer: a run is below the table that runs it, the regression check
+# (which reproduces rows) above both.
+APP_LAYERS = {"experiment": 0, "inspect_run": 0, "cross_eval": 1, "reproduce": 1, "regression": 2}
 
 
 def layer_of(module: str) -> int | None:
@@ -41,6 +45,25 @@ def test_every_module_has_a_layer():
         if rel.parts == ("__init__",):
             continue
         assert rel.parts[0] in LAYERS, f"{path}: add its top-level name to LAYERS"
+
+
+def test_every_app_module_has_a_sublayer():
+    for path in (PKG / "app").glob("*.py"):
+        if path.stem != "__init__":
+            assert path.stem in APP_LAYERS, f"{path}: add it to APP_LAYERS"
+
+
+def test_no_upward_imports_inside_the_application_layer():
+    violations = []
+    for path in (PKG / "app").glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        for mod in imports_of(path):
+            parts = mod.split(".")
+            if parts[:2] == ["reid_core", "app"] and len(parts) > 2:
+                if APP_LAYERS[parts[2]] > APP_LAYERS[path.stem]:
+                    violations.append(f"app/{path.name} imports {mod}")
+    assert not violations, "upward imports:\n" + "\n".join(violations)
 
 
 def test_no_upward_imports():

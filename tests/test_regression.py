@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 
 import reid_core.models.attention.rga as rga
-from reid_core.regression import (
+from reid_core.app.regression import (
     choose_reference, compare, current_environment, findings_table, load_expected,
     same_environment, rerun)
 

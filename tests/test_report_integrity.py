@@ -322,7 +322,7 @@ def test_reproduce_never_overwrites_the_report_with_nothing(
 ) -> None:
     """reproduce.main regenerates the report at the end; with no usable record (here: a
     paper-profile report of synthetic runs) the existing report must survive."""
-    from reid_core.reproduce import main as reproduce_main
+    from reid_core.app.reproduce import main as reproduce_main
 
     out = committed.parent
     before = snapshot(committed)
@@ -338,7 +338,7 @@ def test_reproduce_never_overwrites_the_report_with_nothing(
 def test_reproduce_reports_the_refusal_and_returns_2(
     committed: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from reid_core.reproduce import main as reproduce_main
+    from reid_core.app.reproduce import main as reproduce_main
 
     def fake_run(cfg: Any, args: Any, console: Any) -> dict[str, Any]:
         return record(cfg.name, cfg.seed, "synthetic")

@@ -7,7 +7,7 @@ import torch
 
 from reid_core.config import ConfigError
 from reid_core.models import build_model
-from reid_core.reproduce import (
+from reid_core.app.reproduce import (
     build_row_config, deep_merge, load_paper_configs, main, select_rows)
 from reid_core.results.paper_tables import configs_for_table, load_table
 

@@ -19,10 +19,10 @@ from test_engine import Interrupt, paths_of, tiny_cfg
 
 import reid_core.engine.trainer as trainer
 from reid_core.cli import main as cli_main
-from reid_core.cross_eval import evaluate_run_on
+from reid_core.app.cross_eval import evaluate_run_on
 from reid_core.data import build_dataset
 from reid_core.engine.checkpoint import StaleCheckpointError, read_checkpoint
-from reid_core.experiment import OutputDirError, load_data, run_experiment, run_id_of
+from reid_core.app.experiment import OutputDirError, load_data, run_experiment, run_id_of
 from reid_core.models.weights import UnreadableWeightsError, read_state_file
 from reid_core.utils.device import DeviceError, resolve_device
 from reid_core.utils.io import OutputWriteError
@@ -284,7 +284,7 @@ def test_ranks_beyond_the_gallery_are_refused_before_training(tmp_path, syntheti
 
 
 def test_registry_typos_fail_before_the_dataset_is_read(tmp_path, monkeypatch):
-    import reid_core.experiment as experiment
+    import reid_core.app.experiment as experiment
 
     monkeypatch.setattr(experiment, "load_data", lambda *a, **k: pytest.fail("data read"))
     for key, value in (("model.backbone", "resnet5O"), ("data.augment", "bott")):
@@ -368,7 +368,7 @@ def test_combined_figure_name_cannot_leave_the_output_dir(capsys):
 
 
 def test_regression_record_without_rows_is_refused(tmp_path, capsys):
-    from reid_core.regression import main as regression_main
+    from reid_core.app.regression import main as regression_main
 
     assert regression_main(["record", str(tmp_path / "new.json"), "--table", "rga_table1"]) == 2
     assert "--rows" in capsys.readouterr().out
@@ -386,7 +386,7 @@ def test_damaged_synthetic_cache_does_not_pass_as_the_dataset(tmp_path, syntheti
 
 
 def test_a_prefix_of_one_rerun_row_means_its_newest_record(tmp_path):
-    from reid_core.inspect_run import RunNotFoundError, resolve_run
+    from reid_core.app.inspect_run import RunNotFoundError, resolve_run
 
     runs = tmp_path / "runs"
     runs.mkdir()

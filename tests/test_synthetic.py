@@ -142,7 +142,7 @@ def test_task_is_neither_trivial_nor_random(tmp_path):
     """The README demo (BoT ResNet-50 from scratch, smoke budget) lands clearly above chance
     and clearly below perfect on the default synthetic dataset. ~5 minutes on 2 CPU cores."""
     from reid_core.config import load_config
-    from reid_core.experiment import run_experiment
+    from reid_core.app.experiment import run_experiment
 
     repo = Path(__file__).resolve().parents[1]
     cfg = load_config(repo / "configs" / "bot_r50_smoke.yaml")

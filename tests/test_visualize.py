@@ -12,8 +12,8 @@ from PIL import Image
 
 from reid_core.cli import main as cli_main
 from reid_core.config import config_from_dict
-from reid_core.experiment import run_experiment
-from reid_core.inspect_run import MissingCheckpointError, RunNotFoundError, load_run, resolve_run
+from reid_core.app.experiment import run_experiment
+from reid_core.app.inspect_run import MissingCheckpointError, RunNotFoundError, load_run, resolve_run
 from reid_core.metrics.rank import evaluate_rank
 from reid_core.results.visualize import (
     GREEN, NEUTRAL, RED, cmc_label, plot_cmc, ranked_list_grid, select_queries)

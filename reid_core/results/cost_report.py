@@ -3,7 +3,7 @@
 Absolute memory and FPS depend on the machine, so the report lines up **ratios to the
 baseline row** (the paper's claim: "PCB+SA uses 242% of PCB's memory and 59% of its FPS"),
 next to the absolute values of both. The records are the ``kind: measurement`` records written
-by ``reid_core.reproduce.measure_cost_row``; their ``measurements`` mapping holds::
+by ``reid_core.app.reproduce.measure_cost_row``; their ``measurements`` mapping holds::
 
     fps:                  {best, median, times_s: [...]}   # images/s from the min / median time
     memory_per_image_mb:  {inference: MB, train: MB}        # see ``memory_method``

@@ -29,12 +29,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from reid_core.config import ConfigError, RunConfig, config_from_dict
-from reid_core.experiment import USER_ERRORS, describe_error, run_experiment
+from reid_core.app.experiment import USER_ERRORS, describe_error, run_experiment
 from reid_core.results.paper_tables import PaperTable, configs_for_table, load_table
 from reid_core.results.report import load_records, render_report
 from reid_core.utils.yaml_io import load_yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS_DIR = REPO / "configs" / "papers"
 PROFILES = ("smoke", "paper")
 

@@ -26,8 +26,8 @@ from rich.console import Console
 from reid_core.config import check_ranks, config_from_dict
 from reid_core.data import build_dataset, resolve_dataset_root
 from reid_core.data.check import check_openable
-from reid_core.experiment import build_evaluator
-from reid_core.inspect_run import (
+from reid_core.app.experiment import build_evaluator
+from reid_core.app.inspect_run import (
     load_trained_model, missing_checkpoint_error, resolve_run, run_checkpoint)
 from reid_core.results.records import read_record, software_versions, utc_now
 from reid_core.utils.device import resolve_device

@@ -22,15 +22,15 @@ The check re-runs the first seed of every row and compares it in one of two mode
 
 Record the running environment (real runs, a few minutes; other recordings are kept)::
 
-    python -m reid_core.regression record results/expected/rga_smoke_ci.json \\
+    python -m reid_core.app.regression record results/expected/rga_smoke_ci.json \\
         --table rga_table1 --rows rga_baseline rga_sc --seeds 0 1 2 \\
         --set data.dataset=synthetic-tiny --set optim.epochs=4 ...
-    python -m reid_core.regression record results/expected/rga_smoke_ci.json   # same spec
-    python -m reid_core.regression bands results/expected/rga_smoke_ci.json    # re-measure
+    python -m reid_core.app.regression record results/expected/rga_smoke_ci.json   # same spec
+    python -m reid_core.app.regression bands results/expected/rga_smoke_ci.json    # re-measure
 
 Check it (what ``tests/test_regression.py`` does)::
 
-    python -m reid_core.regression check results/expected/rga_smoke_ci.json [--mode cross]
+    python -m reid_core.app.regression check results/expected/rga_smoke_ci.json [--mode cross]
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ from rich.console import Console
 from rich.table import Table
 
 from reid_core.config import RunConfig, config_from_dict, nest_overrides, parse_overrides
-from reid_core.experiment import USER_ERRORS, describe_error, run_experiment
-from reid_core.reproduce import build_row_config, deep_merge, load_paper_configs
+from reid_core.app.experiment import USER_ERRORS, describe_error, run_experiment
+from reid_core.app.reproduce import build_row_config, deep_merge, load_paper_configs
 from reid_core.results.paper_tables import load_table
 from reid_core.results.records import command_line, software_versions, utc_now
 from reid_core.utils.io import atomic_write_json
@@ -131,7 +131,7 @@ def record_environment(path: Path, spec: dict[str, Any] | None = None,
         if spec is None:
             raise ValueError(f"{path} does not exist: give --table, --rows (and --set ...)")
         expected = {"what": "expected metrics of real runs, for the CI regression check "
-                            "(reid_core.regression, tests/test_regression.py)",
+                            "(reid_core.app.regression, tests/test_regression.py)",
                     "format_version": FORMAT_VERSION, **spec, "exact_loss_rtol": EXACT_LOSS_RTOL,
                     "min_band": MIN_BAND, "recordings": []}
     elif spec is not None and any(expected.get(k) != v for k, v in spec.items()):
@@ -243,7 +243,7 @@ def compare(expected: dict[str, Any], reruns: dict[str, dict[str, Any]], mode: M
         band = expected.get("cross_version", {}).get("epoch_loss_rtol")
         if not band:
             raise ValueError("cross-version mode needs a measured band: record the spec in at "
-                             "least two environments (python -m reid_core.regression record)")
+                             "least two environments (python -m reid_core.app.regression record)")
     findings = []
     for row, got in reruns.items():
         entry = reference["rows"][row]
@@ -287,7 +287,7 @@ def findings_table(result: CheckResult) -> Table:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m reid_core.regression")
+    p = argparse.ArgumentParser(prog="python -m reid_core.app.regression")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("record", help="record the running environment (real runs)")
     r.add_argument("path", type=Path)

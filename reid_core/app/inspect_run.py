@@ -26,7 +26,7 @@ from torch import nn
 from reid_core.config import RunConfig, config_from_dict
 from reid_core.data.base import ImageItem
 from reid_core.engine.checkpoint import finished_checkpoint, read_checkpoint
-from reid_core.experiment import RunPaths, build_evaluator, load_data
+from reid_core.app.experiment import RunPaths, build_evaluator, load_data
 from reid_core.metrics.rank import evaluate_rank
 from reid_core.models import build_model, load_state_strict
 from reid_core.results.records import read_record
