@@ -21,7 +21,7 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 # ConfigError is defined next to the YAML reader (which raises it) and re-exported here as the
 # public name: one class, no import cycle. It is a ValueError.
@@ -31,6 +31,8 @@ from reid_core.utils.yaml_io import ConfigError, load_yaml
 #: Field metadata of options added after records existed: left at its default, such a field
 #: is left out of the config hash, so adding an option does not orphan earlier run records.
 ADDED = {"hash": "omit_default"}
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -251,6 +253,23 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{key_where}: required key is missing")
     return cls(**kwargs)
+
+
+def parse_options(cls: type[T], raw: Any, where: str) -> T:
+    """Validate ``raw`` (a mapping) into the option dataclass ``cls`` of a registered component
+    (a backbone, head, loss term, ...), with the checks of every other config section.
+
+    ``cls.__post_init__`` may check ranges and raise ``ConfigError("<key>: must be ...")``;
+    the message is prefixed with ``where`` (e.g. ``model.options``), so errors name the key as
+    the user wrote it.
+    """
+    if raw is None:
+        raw = {}
+    try:
+        return _build(cls, raw, where)
+    except ConfigError as e:
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(where) else f"{where}.{msg}") from None
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
