@@ -60,7 +60,9 @@ class AttentionConfig:
     """Attention modules inserted after ResNet stages (``reid_core.models.attention``)."""
 
     name: str  #: registry name, see ``reid_core.models.attention.available_attention()``
-    stages: list[Literal["layer1", "layer2", "layer3", "layer4"]] = field(
+    #: Backbone stages (by the backbone's stage names, checked when the model is built) that get
+    #: one module each, after the stage; the default is ResNet's four stages (RGA).
+    stages: list[str] = field(
         default_factory=lambda: ["layer1", "layer2", "layer3", "layer4"])
     #: Keyword options of the module builder (validated by the builder itself).
     options: dict[str, Any] = field(default_factory=dict)
@@ -113,8 +115,9 @@ class OptimConfig:
 @dataclass
 class EvalConfig:
     every: int = 0  #: evaluate every N epochs during training (0 = only at the end)
-    #: Which features to evaluate: before or after the BNNeck's BN (both are reported).
-    features: list[Literal["before_bn", "after_bn"]] = field(
+    #: Which test features to evaluate, by the names the model's head declares (checked when the
+    #: model is built): BNNeck ``before_bn`` / ``after_bn``, PCB ``parts_pooled`` / ``parts_reduced``.
+    features: list[str] = field(
         default_factory=lambda: ["after_bn", "before_bn"]
     )
     distance: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean"
