@@ -75,7 +75,7 @@ def test_hash_changes_with_any_value_and_overrides(tmp_path):
 def test_int_accepted_for_float_and_null_for_optional():
     cfg = config_from_dict({"name": "x", "optim": {"lr": 1}, "loss": {"triplet_margin": None}})
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
-    assert cfg.loss.triplet_margin is None
+    assert cfg.loss.term("triplet").options["margin"] is None
 
 
 def test_committed_records_keep_their_config_hash():

@@ -7,16 +7,17 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "reid_core"
 
-# Lowest first. ``config`` (typed config schema) and ``utils`` are shared by every layer.
+# Lowest first. ``config`` (typed config schema), ``utils`` and ``resources`` (where the shipped
+# paper tables and configs are) are shared by every layer.
 LAYERS = {
-    "utils": 0, "config": 0,
+    "utils": 0, "config": 0, "resources": 0,
     "data": 1, "models": 2, "losses": 3, "engine": 4, "metrics": 5, "results": 6,
     "app": 7, "cli": 8, "__main__": 8,
 }
 
 # Inside the application layer: a run is below the table that runs it, the regression check
 # (which reproduces rows) above both.
-APP_LAYERS = {"experiment": 0, "inspect_run": 0, "cross_eval": 1, "reproduce": 1, "regression": 2}
+APP_LAYERS = {"training": 0, "experiment": 0, "inspect_run": 0, "cross_eval": 1, "reproduce": 1, "regression": 2}
 
 
 def layer_of(module: str) -> int | None:

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from reid_core.config import ConfigError
+from reid_core.data.batch import PID
+from reid_core.losses.base import LossTerm, register_term
+from reid_core.models.output import ModelOutput
 
 
 def pairwise_euclidean(x: torch.Tensor) -> torch.Tensor:
@@ -40,3 +50,34 @@ def batch_hard_triplet(
     if margin is None:
         return F.softplus(d_ap - d_an).mean()
     return F.relu(d_ap - d_an + margin).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# The ``triplet`` loss term
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TripletOptions:
+    #: ``m`` of the hinge; ``None`` = soft margin (softplus).
+    margin: float | None = 0.3
+    #: The test feature it is applied to; ``None`` = the head's metric feature (BNNeck: the
+    #: pre-BN feature, as BoT and RGA do; PCB: the pooled stripes).
+    feature: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.margin is not None and self.margin < 0:
+            raise ConfigError(f"margin: must be >= 0 or null (soft margin), got {self.margin!r}")
+
+
+@register_term("triplet", TripletOptions)
+def triplet(options: TripletOptions, model: nn.Module) -> LossTerm:
+    head = model.head
+    feature = options.feature or head.metric_feature
+    if feature not in head.feature_names:
+        raise ConfigError(f"options.feature: the model's head has no feature {feature!r}; "
+                          f"its features: {', '.join(head.feature_names)}")
+
+    def term(outputs: ModelOutput, batch: Mapping[str, Any]) -> torch.Tensor:
+        return batch_hard_triplet(outputs.features[feature], batch[PID], options.margin)
+    return term

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import resource
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -34,6 +36,18 @@ class DeviceSettings:
         # bf16 needs no loss scaling; a disabled scaler is a no-op pass-through.
         enabled = self.amp and self.amp_dtype == torch.float16
         return torch.amp.GradScaler(self.device.type, enabled=enabled)
+
+    def to_device(self, batch: Any) -> Any:
+        """A batch (tensors, possibly in nested dicts) on this device; images -- 4-d float
+        tensors -- in channels_last when it is on. Non-tensor values pass through."""
+        if isinstance(batch, Mapping):
+            return {k: self.to_device(v) for k, v in batch.items()}
+        if not isinstance(batch, torch.Tensor):
+            return batch
+        x = batch.to(self.device, non_blocking=True)
+        if self.channels_last and x.dim() == 4 and x.is_floating_point():
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def describe(self) -> dict[str, object]:
         out: dict[str, object] = {"type": self.device.type, "amp": self.amp,

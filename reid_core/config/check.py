@@ -1,180 +1,32 @@
-"""Run configuration: YAML validated into typed dataclasses.
+"""Config validation: YAML (or a mapping) checked key by key into :class:`RunConfig`.
 
-A config file mirrors :class:`RunConfig`: top-level ``name`` and ``seed`` plus one section per
-layer (``data``, ``model``, ``loss``, ``optim``, ``eval``). Every key is checked: an unknown key
-is an error that lists the valid keys of its section, and every value is checked against the
-field's type (and its allowed values for choices), then against its meaningful range (sizes >= 1,
-probabilities in [0, 1], CMC ranks >= 1, a run name that is a plain file-name component). A key
-given twice in the YAML file is an error too. Defaults follow the BoT recipe
-(Luo et al., "Bag of Tricks"), see ``shared/reference/implementation-notes.md`` section 6.2.
+Every key is checked: an unknown key is an error that lists the valid keys of its section, and
+every value is checked against the field's type (and its allowed values for choices), then
+against its meaningful range (sizes >= 1, probabilities in [0, 1], CMC ranks >= 1, a run name
+that is a plain file-name component). A key given twice in the YAML file is an error too.
+Registered components (heads, backbones, loss terms) check their own ``options`` with
+:func:`parse_options`, the same checker, when they are built.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import re
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-# ConfigError is defined next to the YAML reader (which raises it) and re-exported here as the
+from reid_core.config.migrate import migrate_raw
+from reid_core.config.names import TEST_FEATURES
+from reid_core.config.schema import RunConfig
+# ConfigError is defined next to the YAML reader (which raises it) and re-exported as the
 # public name: one class, no import cycle. It is a ValueError.
 from reid_core.utils.yaml_io import ConfigError, load_yaml
 
-
-#: Field metadata of options added after records existed: left at its default, such a field
-#: is left out of the config hash, so adding an option does not orphan earlier run records.
-ADDED = {"hash": "omit_default"}
-
 T = TypeVar("T")
-
-
-@dataclass
-class DataConfig:
-    dataset: str = "synthetic"  #: registry name, see ``reid_core.data.available_datasets()``
-    root: str | None = None  #: dataset root; ``None`` = synthetic cache / ``--data-root``
-    height: int = 256  #: input height in pixels
-    width: int = 128  #: input width in pixels
-    batch_size: int = 64  #: images per batch = P x K
-    num_instances: int = 4  #: K, images per identity in a batch (P x K identity sampler)
-    workers: int = 0  #: DataLoader worker processes (0 = load in the main process)
-    augment: str = "bot"  #: recipe name in ``reid_core.data.transforms.AUGMENTATIONS``
-    flip_p: float = 0.5
-    pad: int = 10  #: zero padding before the random crop (BoT recipe)
-    erasing_p: float = 0.5  #: random-erasing probability (0 disables it)
-    #: Random-erasing fill, in *normalised* space. BoT fills with (0.4914, 0.4822, 0.4465);
-    #: the RGA code fills with 0.
-    erasing_value: list[float] = field(default_factory=lambda: [0.4914, 0.4822, 0.4465])
-    #: Which of a dataset's standard splits to use (CUHK03 classic: 0-19); others ignore it.
-    split: int = field(default=0, metadata=ADDED)
-
-
-@dataclass
-class AttentionConfig:
-    """Attention modules inserted after ResNet stages (``reid_core.models.attention``)."""
-
-    name: str  #: registry name, see ``reid_core.models.attention.available_attention()``
-    #: Backbone stages (by the backbone's stage names, checked when the model is built) that get
-    #: one module each, after the stage; the default is ResNet's four stages (RGA).
-    stages: list[str] = field(
-        default_factory=lambda: ["layer1", "layer2", "layer3", "layer4"])
-    #: Keyword options of the module builder (validated by the builder itself).
-    options: dict[str, Any] = field(default_factory=dict)
-    #: Deep supervision (CSA): a GAP -> linear identity classifier on the output of every
-    #: attention stage, trained with cross-entropy weighted by ``loss.deep_supervision_weight``.
-    deep_supervision: bool = field(default=False, metadata=ADDED)
-
-
-@dataclass
-class ModelConfig:
-    name: str = "bnneck"  #: head/architecture in ``reid_core.models.MODELS``
-    backbone: str = "resnet50"  #: in ``reid_core.models.BACKBONES``
-    last_stride: int = 1
-    #: ``None`` = random init; ``"imagenet"`` = torchvision's weights API; else a local file.
-    pretrained: str | None = None
-    attention: AttentionConfig | None = None  #: ``None`` = the plain baseline
-    #: Keyword options of the model builder in ``MODELS`` (validated by the builder itself),
-    #: e.g. PCB's ``parts`` / ``reduction_dim`` / ``rpp_start_epoch``.
-    options: dict[str, Any] = field(default_factory=dict, metadata=ADDED)
-
-
-@dataclass
-class LossConfig:
-    ce_weight: float = 1.0
-    label_smoothing: float = 0.1
-    triplet_weight: float = 1.0
-    #: Batch-hard triplet margin; ``None`` = soft margin (softplus).
-    triplet_margin: float | None = 0.3
-    #: lambda of the deep-supervision classifiers (CSA: 1.0), used when the model has them.
-    deep_supervision_weight: float = field(default=1.0, metadata=ADDED)
-
-
-@dataclass
-class OptimConfig:
-    name: Literal["adam", "sgd"] = "adam"
-    lr: float = 3.5e-4
-    weight_decay: float = 5e-4
-    weight_decay_bias: float = 5e-4
-    bias_lr_factor: float = 1.0
-    momentum: float = 0.9  #: SGD only
-    nesterov: bool = False  #: SGD only
-    backbone_lr_mult: float = 1.0  #: lr multiplier of the pretrained backbone's parameters
-    epochs: int = 120
-    warmup_epochs: int = 10  #: linear warmup length; the lr is set once per epoch
-    warmup_factor: float = 0.01  #: lr factor at epoch 0 of the warmup
-    milestones: list[int] = field(default_factory=lambda: [40, 70])
-    gamma: float = 0.1
-
-
-@dataclass
-class EvalConfig:
-    every: int = 0  #: evaluate every N epochs during training (0 = only at the end)
-    #: Which test features to evaluate, by the names the model's head declares (checked when the
-    #: model is built): BNNeck ``before_bn`` / ``after_bn``, PCB ``parts_pooled`` / ``parts_reduced``.
-    features: list[str] = field(
-        default_factory=lambda: ["after_bn", "before_bn"]
-    )
-    distance: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean"
-    normalize: bool = True  #: L2-normalise features before the distance (BoT: yes)
-    flip: bool = False  #: average features of the image and its horizontal flip
-    ap_mode: Literal["standard", "trapezoid"] = "standard"
-    ranks: list[int] = field(default_factory=lambda: [1, 5, 10])
-    batch_size: int = 128
-    #: ``single``: one image per query (standard). ``multi_mean`` / ``multi_max``: Market-1501
-    #: multi-query -- the query feature is the mean / max over the ``gt_bbox`` images of the
-    #: query's identity in the query's camera (needs a dataset with ``gt_bbox``).
-    query_mode: Literal["single", "multi_mean", "multi_max"] = field(default="single",
-                                                                     metadata=ADDED)
-    #: k-reciprocal re-ranking (Zhong et al. 2017) of the distances before ranking.
-    rerank: bool = field(default=False, metadata=ADDED)
-    rerank_k1: int = field(default=20, metadata=ADDED)
-    rerank_k2: int = field(default=6, metadata=ADDED)
-    rerank_lambda: float = field(default=0.3, metadata=ADDED)
-
-
-@dataclass
-class RunConfig:
-    name: str
-    seed: int = 0
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def config_hash(self) -> str:
-        """SHA-256 of the canonical JSON of the whole config (first 12 hex digits)."""
-        canon = json.dumps(_hash_view(self), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canon.encode()).hexdigest()[:12]
-
-
-def _hash_view(obj: Any) -> Any:
-    """``dataclasses.asdict`` without the :data:`ADDED` fields that are at their defaults."""
-    if not dataclasses.is_dataclass(obj):
-        return obj
-    out = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if f.metadata.get("hash") == "omit_default":
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            if value == default:
-                continue
-        out[f.name] = _hash_view(value)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation
-# ---------------------------------------------------------------------------------------------
 
 
 def _check_value(value: Any, tp: Any, where: str) -> Any:
@@ -276,9 +128,13 @@ def parse_options(cls: type[T], raw: Any, where: str) -> T:
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
-    """Validate a mapping into a :class:`RunConfig`; errors name ``source`` and the key."""
+    """Validate a mapping into a :class:`RunConfig`; errors name ``source`` and the key.
+
+    A format-1 ``loss`` section (or none) is checked and migrated to ``loss.terms`` first
+    (:func:`reid_core.config.migrate.migrate_raw`).
+    """
     try:
-        cfg = _build(RunConfig, raw, "")
+        cfg = _build(RunConfig, migrate_raw(raw), "")
     except ConfigError as e:
         raise ConfigError(f"{source}: {str(e).lstrip(': ')}") from None
     _check_semantics(cfg, source)
@@ -375,9 +231,6 @@ LOWER_BOUNDS: tuple[tuple[str, float, bool], ...] = (
     ("data.workers", 0, False),
     ("data.pad", 0, False),
     ("data.split", 0, False),
-    ("loss.ce_weight", 0, False),
-    ("loss.triplet_weight", 0, False),
-    ("loss.deep_supervision_weight", 0, False),
     ("optim.lr", 0, True),
     ("optim.epochs", 1, False),
     ("optim.warmup_epochs", 0, False),
@@ -392,7 +245,6 @@ LOWER_BOUNDS: tuple[tuple[str, float, bool], ...] = (
 PROBABILITIES: tuple[tuple[str, bool], ...] = (
     ("data.flip_p", False),
     ("data.erasing_p", False),
-    ("loss.label_smoothing", True),  # 1 would make the target uniform: nothing to learn
     ("eval.rerank_lambda", False),
 )
 
@@ -403,6 +255,8 @@ def _check_ranges(cfg: RunConfig) -> None:
         (_above if strict else _at_least)(cfg, dotted, low)
     for dotted, below_one in PROBABILITIES:
         _probability(cfg, dotted, below_one=below_one)
+    for i, term in enumerate(cfg.loss.terms):
+        _need(term.weight >= 0, f"loss.terms[{i}].weight", ">= 0", term.weight)
     bad = [m for m in cfg.optim.milestones if m < 1]
     if bad:
         raise ConfigError(f"optim.milestones: every milestone must be an epoch >= 1, "
@@ -434,6 +288,12 @@ def _check_relations(cfg: RunConfig) -> None:
 
     if not cfg.eval.features:
         raise ConfigError("eval.features must name at least one feature")
+    for i, feat in enumerate(cfg.eval.features):
+        if feat not in TEST_FEATURES:  # which of them the model has is checked when it is built
+            raise ConfigError(f"eval.features[{i}]: {feat!r} is not one of "
+                              f"{', '.join(map(repr, TEST_FEATURES))}")
+    if not cfg.loss.terms:
+        raise ConfigError("loss.terms must list at least one term")
     switch = cfg.model.options.get("rpp_start_epoch")  # PCB-RPP's stage switch
     if isinstance(switch, int) and switch >= o.epochs:
         raise ConfigError(f"model.options.rpp_start_epoch ({switch}) must be below "

@@ -1,0 +1,82 @@
+"""Construction of a training run from its config: the one place that builds the trainer's
+collaborators (dataset, per-epoch loader, objective, optimizer, scheduler, hooks) and calls
+:func:`reid_core.engine.trainer.fit`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from reid_core.config import RunConfig
+from reid_core.data.base import ImageItem
+from reid_core.data.image_dataset import ImageDataset, cache_decoded
+from reid_core.data.transforms import build_train_transform
+from reid_core.engine.checkpoint import RunClock
+from reid_core.engine.hooks import (
+    Checkpointer, ConsoleLog, EpochSwitch, Evaluation, Evaluator, NonFiniteGuard, StepCallback)
+from reid_core.engine.loader import EpochLoader
+from reid_core.engine.optim import build_optimizer, build_scheduler
+from reid_core.engine.trainer import Hook, StepHook, fit
+from reid_core.losses import Objective, build_objective
+from reid_core.utils.device import DeviceSettings
+
+
+def train(
+    model: nn.Module,
+    train_items: Sequence[ImageItem],
+    cfg: RunConfig,
+    device: DeviceSettings,
+    checkpoint: Path,
+    *,
+    resume: bool = False,
+    evaluate: Evaluator | None = None,
+    console: Console | None = None,
+    on_step: StepHook | None = None,
+    clock: RunClock | None = None,
+    extra_hooks: Sequence[Hook] = (),
+) -> list[dict[str, Any]]:
+    """Train ``model`` on ``train_items`` for ``cfg.optim.epochs`` epochs; return the history.
+
+    Args:
+        checkpoint: written (atomically) after every epoch; read when ``resume``.
+        resume: continue from ``checkpoint`` if it exists (everything is restored, exactly).
+        evaluate: called with the model every ``cfg.eval.every`` epochs (if > 0); its result
+            is stored in the history under ``eval``.
+        on_step: called after every optimiser step with (epoch, iteration, loss).
+        clock: the attempt id and wall time stored in every checkpoint (default: a fresh
+            attempt); when resuming it continues the checkpoint's attempt.
+        extra_hooks: more hooks, run after the evaluation and before the log and checkpoint.
+    """
+    console = console or Console()
+    clock = clock or RunClock.fresh()
+    model.to(device.device)
+    if device.channels_last:
+        model.to(memory_format=torch.channels_last)
+    objective = build_objective(cfg.loss, model)
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.optim)
+    dataset = ImageDataset(train_items, build_train_transform(cfg.data),
+                           cache=cache_decoded(len(train_items), cfg.data.workers),
+                           dataset=cfg.data.dataset)
+    loader = EpochLoader(dataset, train_items, batch_size=cfg.data.batch_size,
+                         num_instances=cfg.data.num_instances, seed=cfg.seed,
+                         workers=cfg.data.workers, pin_memory=device.is_cuda)
+    hooks: list[Hook] = [EpochSwitch(), NonFiniteGuard(checkpoint)]
+    if on_step is not None:
+        hooks.append(StepCallback(on_step))
+    hooks += [Evaluation(evaluate, cfg.eval.every), *extra_hooks,
+              ConsoleLog(console, objective.names),
+              Checkpointer(checkpoint, cfg.config_hash(), clock, resume=resume, console=console)]
+    return fit(model, loader, objective, optimizer, scheduler, device=device,
+               epochs=cfg.optim.epochs, scaler=device.grad_scaler(), hooks=hooks)
+
+
+def check_objective(cfg: RunConfig, model: nn.Module) -> Objective:
+    """The run's objective for ``model``, or a ConfigError naming the bad ``loss.terms`` entry
+    (used before any data is loaded)."""
+    return build_objective(cfg.loss, model)
