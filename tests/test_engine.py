@@ -13,7 +13,7 @@ from reid_core.config import config_from_dict
 from reid_core.engine.checkpoint import read_checkpoint
 from reid_core.engine.trainer import NonFiniteLossError
 from reid_core.app.experiment import RunPaths, RunStateError, load_data, run_experiment, run_id_of
-from reid_core.losses import ReIDLoss
+from reid_core.losses import Objective
 from reid_core.models import WeightMismatchError
 
 TINY = {
@@ -55,10 +55,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, synthetic_cache
 
     original = trainer._train_one_epoch
 
-    def dying(*args, **kwargs):
-        if args[7] == 2:  # epoch index
+    def dying(state, *args, **kwargs):
+        if state.epoch == 2:  # epoch index
             raise Interrupt()
-        return original(*args, **kwargs)
+        return original(state, *args, **kwargs)
 
     monkeypatch.setattr(trainer, "_train_one_epoch", dying)
     with pytest.raises(Interrupt):
@@ -129,18 +129,18 @@ def test_different_seed_changes_training(tmp_path, synthetic_cache):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, synthetic_cache, monkeypatch):
     cfg = tiny_cfg()
     ckpt = paths_of(cfg, synthetic_cache, tmp_path).checkpoint
-    original = ReIDLoss.__call__
+    original = Objective.__call__
     calls_after_checkpoint = {"n": 0}
 
-    def poisoned(self, out, pids):
-        total, parts = original(self, out, pids)
+    def poisoned(self, out, batch):
+        total, parts = original(self, out, batch)
         if ckpt.is_file():  # epoch 1 is done: diverge on the 2nd iteration of epoch 2
             calls_after_checkpoint["n"] += 1
             if calls_after_checkpoint["n"] == 2:
                 return total * float("nan"), parts
         return total, parts
 
-    monkeypatch.setattr(ReIDLoss, "__call__", poisoned)
+    monkeypatch.setattr(Objective, "__call__", poisoned)
     with pytest.raises(NonFiniteLossError) as e:
         run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
     assert "nan" in str(e.value) and str(ckpt) in str(e.value)

@@ -297,7 +297,8 @@ TINY_RPP = {
 
 def test_tiny_pcb_rpp_trains_through_fit_and_resumes_exactly(tmp_path, synthetic_cache,
                                                              monkeypatch):
-    import reid_core.engine.trainer as trainer
+    import reid_core.engine.hooks as hooks
+    from reid_core.app.training import train as fit
     from reid_core.data import build_dataset
     from reid_core.engine.checkpoint import read_checkpoint
     from reid_core.utils.device import resolve_device
@@ -313,23 +314,25 @@ def test_tiny_pcb_rpp_trains_through_fit_and_resumes_exactly(tmp_path, synthetic
         return build_model(cfg.model, data.num_train_pids, (cfg.data.height, cfg.data.width))
 
     # The uninterrupted run; keep a copy of its checkpoint after epoch 1 to resume from.
-    original_save = trainer.save_checkpoint
+    original_save = hooks.save_checkpoint
 
     def save_and_keep_epoch_1(path, **state):
         original_save(path, **state)
         if state["epoch"] == 1:
             shutil.copy(path, tmp_path / "after_epoch_1.pt")
 
-    monkeypatch.setattr(trainer, "save_checkpoint", save_and_keep_epoch_1)
+    monkeypatch.setattr(hooks, "save_checkpoint", save_and_keep_epoch_1)
     log = io.StringIO()
     full = new_model(cfg.seed)
     init_rpp = full.rpp.part_classifier.weight.detach().clone()
-    history = trainer.fit(full, train, cfg, device, tmp_path / "full.pt",
-                          console=Console(file=log, width=200))
+    history = fit(full, train, cfg, device, tmp_path / "full.pt",
+                  console=Console(file=log, width=200))
     assert [h["epoch"] for h in history] == [1, 2]
     for h in history:
-        assert h["ce"] > 0 and h["aux"] > 0 and "triplet" not in h and 0 <= h["train_acc"] <= 1
-    assert " aux " in log.getvalue()
+        # Logged under the terms' names (format 1 logged part_ce as "ce", deep_supervision as "aux").
+        assert (h["part_ce"] > 0 and h["deep_supervision"] > 0 and "triplet" not in h
+                and 0 <= h["train_acc"] <= 1)
+    assert " deep_supervision " in log.getvalue()
     assert full.uses_rpp  # epoch index 1 >= rpp_start_epoch
     assert not torch.equal(full.rpp.part_classifier.weight, init_rpp)  # trained in epoch 2
 
@@ -338,11 +341,11 @@ def test_tiny_pcb_rpp_trains_through_fit_and_resumes_exactly(tmp_path, synthetic
     # The PCB epoch gave the unused part classifier no gradient, hence no decay either.
     assert torch.equal(ckpt["model"]["rpp.part_classifier.weight"], init_rpp)
 
-    monkeypatch.setattr(trainer, "save_checkpoint", original_save)
+    monkeypatch.setattr(hooks, "save_checkpoint", original_save)
     torch.manual_seed(12345)  # disturb the global RNG: resume must restore it
     resumed = new_model(99)  # another init: the checkpoint must overwrite it
-    history_b = trainer.fit(resumed, train, cfg, device, tmp_path / "after_epoch_1.pt",
-                            resume=True, console=Console(file=io.StringIO()))
+    history_b = fit(resumed, train, cfg, device, tmp_path / "after_epoch_1.pt",
+                    resume=True, console=Console(file=io.StringIO()))
     strip = lambda hist: [{k: v for k, v in h.items() if k not in ("time_s", "images_per_s")}
                           for h in hist]
     assert strip(history_b) == strip(history)

@@ -31,10 +31,10 @@ from reid_core.utils.io import OutputWriteError
 def _die_in_epoch(monkeypatch, epoch_index: int) -> None:
     original = trainer._train_one_epoch
 
-    def dying(*args, **kwargs):
-        if args[7] == epoch_index:
+    def dying(state, *args, **kwargs):
+        if state.epoch == epoch_index:
             raise Interrupt()
-        return original(*args, **kwargs)
+        return original(state, *args, **kwargs)
 
     monkeypatch.setattr(trainer, "_train_one_epoch", dying)
 
@@ -351,11 +351,12 @@ def test_ctrl_c_during_a_write_is_held_until_the_file_is_complete(tmp_path):
 
 def test_ctrl_c_is_one_line_not_a_traceback(monkeypatch, capsys):
     import reid_core.cli as cli
+    import reid_core.cli.datasets as datasets_command
 
     def interrupted(args, console):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_datasets", interrupted)
+    monkeypatch.setattr(datasets_command, "run", interrupted)
     assert cli.main(["datasets"]) == 130
     out = capsys.readouterr().out
     assert "interrupted" in out and "--resume" in out and "Traceback" not in out
