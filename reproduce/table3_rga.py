@@ -10,8 +10,7 @@ determines RGA's relation sizes).
 
 import sys
 
-from reid_core.app.reproduce import count_parameters_row, main
+from reid_core.cli.reproduce import reproduce_table
 
 if __name__ == "__main__":
-    sys.exit(main("rga_table3", [*sys.argv[1:], "--profile", "paper"],
-                  run_row=count_parameters_row))
+    sys.exit(reproduce_table("rga_table3"))

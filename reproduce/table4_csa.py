@@ -10,7 +10,7 @@ Run with --help for the options.
 
 import sys
 
-from reid_core.app.reproduce import main
+from reid_core.cli.reproduce import reproduce_table
 
 if __name__ == "__main__":
-    sys.exit(main("csa_table4"))
+    sys.exit(reproduce_table("csa_table4"))

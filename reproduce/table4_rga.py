@@ -7,7 +7,7 @@ their configs from configs/papers/rga.yaml. Run with --help for the options.
 
 import sys
 
-from reid_core.app.reproduce import main
+from reid_core.cli.reproduce import reproduce_table
 
 if __name__ == "__main__":
-    sys.exit(main("rga_table4"))
+    sys.exit(reproduce_table("rga_table4"))

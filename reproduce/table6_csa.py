@@ -14,9 +14,7 @@ the median over invocations.
 
 import sys
 
-from reid_core.app.reproduce import main, measure_cost_row
-from reid_core.results.cost_report import render_cost_report
+from reid_core.cli.reproduce import reproduce_table
 
 if __name__ == "__main__":
-    sys.exit(main("csa_table6", [*sys.argv[1:], "--profile", "paper"],
-                  run_row=measure_cost_row, report=render_cost_report))
+    sys.exit(reproduce_table("csa_table6"))

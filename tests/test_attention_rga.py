@@ -344,7 +344,7 @@ def test_stage_sizes_are_resnet50_last_stride_1_at_256x128(resnet50) -> None:
 
 def full_model_params(backbone, scheme: str | None, num_classes: int | None) -> int:
     """ResNet-50 (+ one RGA module after each of the 4 stages) (+ BNNeck with a classifier)."""
-    from reid_core.models.bnneck import BNNeck
+    from reid_core.models.heads.bnneck import BNNeck
 
     backbone.stage_hooks = nn.ModuleDict(
         {} if scheme is None else

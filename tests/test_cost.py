@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from reid_core.engine.cost import measure_model_cost
-from reid_core.models import ReIDOutput
-from reid_core.results.cost_report import cost_frame, render_cost_report
+from reid_core.models import LOGITS, ModelOutput
+from reid_core.results.report import cost_frame, render_cost_report
 from reid_core.results.paper_tables import load_table
 from reid_core.utils.device import resolve_device
 
@@ -20,10 +20,11 @@ class _KnownCost(nn.Module):
         self.floats = floats
         self.w = nn.Parameter(torch.ones(1))
 
-    def forward(self, x: torch.Tensor) -> ReIDOutput:
+    def forward(self, x: torch.Tensor) -> ModelOutput:
         big = x.new_ones(x.shape[0], self.floats)  # (B, floats): the only per-image memory
         feat = big.sum(dim=1, keepdim=True) * self.w
-        return ReIDOutput(feat, feat, feat if self.training else None)
+        return ModelOutput({"before_bn": feat, "after_bn": feat},
+                           {LOGITS: feat} if self.training else {})
 
 
 def test_marginal_memory_per_image_matches_a_known_temporary():

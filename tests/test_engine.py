@@ -12,7 +12,8 @@ from reid_core.cli import main as cli_main
 from reid_core.config import config_from_dict
 from reid_core.engine.checkpoint import read_checkpoint
 from reid_core.engine.trainer import NonFiniteLossError
-from reid_core.app.experiment import RunPaths, RunStateError, load_data, run_experiment, run_id_of
+from reid_core.app.experiment import RunStateError, load_data, run_experiment, run_id_of
+from reid_core.results.store import RunPaths
 from reid_core.losses import Objective
 from reid_core.models import WeightMismatchError
 

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from reid_core.config import (
-    AttentionConfig, ConfigError, LossConfig, ModelConfig, OptimConfig, config_from_dict)
+    AttentionConfig, ConfigError, ModelConfig, OptimConfig, config_from_dict)
 from reid_core.engine.optim import build_optimizer
-from reid_core.losses import ReIDLoss, batch_hard_triplet
-from reid_core.models import ReIDOutput, build_model
-from reid_core.models.pcb import StripePooling, concat_parts, stripe_pooling_rule
+from reid_core.losses import batch_hard_triplet, build_objective
+from reid_core.models import AUX_LOGITS, LOGITS, PART_LOGITS, ModelOutput, build_model
+from reid_core.models.heads.pcb import StripePooling, concat_parts, stripe_pooling_rule
 
 CLASSES = 5
 
@@ -44,16 +44,20 @@ def test_output_shapes_and_per_part_normalisation(size, fmap):
     x = torch.randn(2, 3, *size)
     model.set_epoch(0)  # PCB stripes, training mode
     out = model.train()(x)
-    assert out.logits is None and out.aux_logits == []
-    assert len(out.part_logits) == 6 and all(lg.shape == (2, CLASSES) for lg in out.part_logits)
-    assert out.before_bn.shape == (2, 6 * 512) and out.after_bn.shape == (2, 6 * 256)
-    for feat in (out.before_bn, out.after_bn):
+    pooled, reduced = out.features["parts_pooled"], out.features["parts_reduced"]
+    assert out.train.get(LOGITS) is None and out.train.get(AUX_LOGITS, []) == []
+    part_logits = out.train[PART_LOGITS]
+    assert len(part_logits) == 6 and all(lg.shape == (2, CLASSES) for lg in part_logits)
+    assert pooled.shape == (2, 6 * 512) and reduced.shape == (2, 6 * 256)
+    for feat in (pooled, reduced):
         assert torch.allclose(part_norms(feat, 6), torch.ones(2, 6), atol=1e-5)
     model.set_epoch(1)  # refined parts, eval mode
     out = model.eval()(x)
-    assert out.part_logits is None and out.logits is None and out.aux_logits == []
-    assert out.before_bn.shape == (2, 6 * 512) and out.after_bn.shape == (2, 6 * 256)
-    for feat in (out.before_bn, out.after_bn):
+    pooled, reduced = out.features["parts_pooled"], out.features["parts_reduced"]
+    assert (out.train.get(PART_LOGITS) is None and out.train.get(LOGITS) is None
+            and out.train.get(AUX_LOGITS, []) == [])
+    assert pooled.shape == (2, 6 * 512) and reduced.shape == (2, 6 * 256)
+    for feat in (pooled, reduced):
         assert torch.allclose(part_norms(feat, 6), torch.ones(2, 6), atol=1e-5)
 
 
@@ -79,33 +83,35 @@ def test_rpp_switches_at_rpp_start_epoch_and_remembers_it():
     model = pcb("pcb_rpp", rpp_start_epoch=2).eval()
     x = torch.randn(2, 3, 96, 32)
     fmap = model.backbone(x)
-    stripes = concat_parts(model.pool(fmap))
-    refined = concat_parts(model.rpp(fmap))
+    stripes = concat_parts(model.head.pool(fmap))
+    refined = concat_parts(model.head.rpp(fmap))
     assert not torch.allclose(stripes, refined, atol=1e-3)
     for epoch, rpp_on in ((0, False), (1, False), (2, True), (7, True)):
         model.set_epoch(epoch)
-        assert model.uses_rpp == rpp_on
-        assert torch.allclose(model(x).before_bn, refined if rpp_on else stripes, atol=1e-6)
+        assert model.head.uses_rpp == rpp_on
+        assert torch.allclose(model(x).features["parts_pooled"], refined if rpp_on else stripes,
+                              atol=1e-6)
     # The mode is part of the state: a reloaded model evaluates as it was last trained.
     fresh = pcb("pcb_rpp", rpp_start_epoch=2)
-    assert not fresh.uses_rpp
+    assert not fresh.head.uses_rpp
     fresh.load_state_dict(model.state_dict())
-    assert fresh.uses_rpp
+    assert fresh.head.uses_rpp
     # Plain PCB has no RPP and no extra state, and it shares PCB-RPP's initialisation of
     # everything else: before the switch, the two compute the same function.
     torch.manual_seed(0)
     plain = pcb("pcb").eval()
     plain.set_epoch(5)
-    assert plain.rpp is None and "rpp_active" not in plain.state_dict()
+    assert plain.head.rpp is None and "head.rpp_active" not in plain.state_dict()
     model.set_epoch(0)
-    a, b = plain(x), model(x)
-    assert torch.equal(a.before_bn, b.before_bn) and torch.equal(a.after_bn, b.after_bn)
+    a, b = plain(x).features, model(x).features
+    assert (torch.equal(a["parts_pooled"], b["parts_pooled"])
+            and torch.equal(a["parts_reduced"], b["parts_reduced"]))
 
 
 def test_rpp_part_probabilities_and_pooling_follow_the_official_code():
     torch.manual_seed(0)
     model = pcb("pcb_rpp").eval()  # eval: dropout off
-    rpp = model.rpp
+    rpp = model.head.rpp
     fmap = torch.randn(2, 512, 6, 2)
     prob = rpp.part_probabilities(fmap)
     assert prob.shape == (2, 6, 6, 2)
@@ -150,18 +156,19 @@ def test_deep_supervision_reads_the_attention_stage_outputs(name):
     x = torch.randn(4, 3, 96, 32)
     torch.manual_seed(1)  # same dropout masks in both passes
     out = model(x)
-    assert [lg.shape for lg in out.aux_logits] == [(4, CLASSES), (4, CLASSES)]
+    aux_logits = out.train[AUX_LOGITS]
+    assert [lg.shape for lg in aux_logits] == [(4, CLASSES), (4, CLASSES)]
     torch.manual_seed(1)
     stages = model.backbone.forward_stages(x)  # outputs after the SE modules
-    for lg, stage in zip(out.aux_logits, ("layer2", "layer3")):
+    for lg, stage in zip(aux_logits, ("layer2", "layer3")):
         fc = model.aux.classifiers[stage]
         assert torch.allclose(lg, fc(stages[stage].mean(dim=(2, 3))), atol=1e-6)
     # The auxiliary loss trains the attention modules and the classifiers.
-    sum(F.cross_entropy(lg, torch.arange(4) % CLASSES) for lg in out.aux_logits).backward()
+    sum(F.cross_entropy(lg, torch.arange(4) % CLASSES) for lg in aux_logits).backward()
     assert model.backbone.stage_hooks["layer2"].fc1.weight.grad.abs().sum() > 0
     assert model.aux.classifiers["layer3"].weight.grad.abs().sum() > 0
     model.eval()
-    assert model(x).aux_logits == []
+    assert model(x).train.get(AUX_LOGITS, []) == []
 
 
 def test_deep_supervision_off_leaves_the_bnneck_model_as_it_was():
@@ -177,8 +184,9 @@ def test_deep_supervision_off_leaves_the_bnneck_model_as_it_was():
     x = torch.randn(2, 3, 64, 32)
     model.train(), with_ds.train()
     a, b = model(x), with_ds(x)
-    assert torch.equal(a.before_bn, b.before_bn) and torch.equal(a.logits, b.logits)
-    assert a.aux_logits == [] and len(b.aux_logits) == 1
+    assert (torch.equal(a.features["before_bn"], b.features["before_bn"])
+            and torch.equal(a.train[LOGITS], b.train[LOGITS]))
+    assert a.train.get(AUX_LOGITS, []) == [] and len(b.train[AUX_LOGITS]) == 1
 
 
 @pytest.mark.parametrize("name", ["bnneck", "pcb_rpp"])
@@ -199,7 +207,8 @@ def test_backbone_parameters_exclude_new_layers(name):
     opt = build_optimizer(model, OptimConfig(name="sgd", lr=0.1, backbone_lr_mult=0.1))
     lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
     assert {round(lr_of[i], 9) for i in trunk_ids} == {0.01}
-    new = hook_ids | aux_ids | {id(p) for p in (*model.head.parameters(), *model.rpp.parameters())}
+    new = hook_ids | aux_ids | {id(p) for p in (*model.head.parameters(),
+                                                 *model.head.rpp.parameters())}
     assert {round(lr_of[i], 9) for i in new} == {0.1}
 
 
@@ -214,38 +223,59 @@ def ce_by_hand(logits: torch.Tensor, pids: torch.Tensor, eps: float) -> float:
     return float(sum(per) / len(per))
 
 
+def objective_of(head, loss: dict, deep_supervision: bool = True):
+    """The objective a format-1 ``loss`` section migrates to, for a ``head`` model that
+    produces the training outputs of that head (+ deep supervision)."""
+    from types import SimpleNamespace
+
+    from reid_core.models import HEADS
+
+    model = {"name": head}
+    if deep_supervision:
+        model["attention"] = {"name": "se", "deep_supervision": True}
+    cfg = config_from_dict({"name": "t", "model": model, "loss": loss})
+    head_cls = HEADS.get(head).head
+    outputs = head_cls.train_outputs + ((AUX_LOGITS,) if deep_supervision else ())
+    return build_objective(cfg.loss, SimpleNamespace(train_outputs=outputs, head=head_cls))
+
+
 def test_pcb_loss_is_the_sum_of_part_ces_plus_weighted_aux():
     g = torch.Generator().manual_seed(0)
     pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     parts = [torch.randn(8, 7, generator=g) for _ in range(6)]
     aux = [torch.randn(8, 7, generator=g) for _ in range(3)]
     feat = torch.randn(8, 12, generator=g)
-    out = ReIDOutput(feat, feat, None, part_logits=parts, aux_logits=aux)
-    cfg = LossConfig(label_smoothing=0.1, triplet_weight=0.0, deep_supervision_weight=0.5)
-    total, logged = ReIDLoss(cfg)(out, pids)
+    out = ModelOutput({"parts_pooled": feat, "parts_reduced": feat},
+                      {PART_LOGITS: parts, AUX_LOGITS: aux})
+    batch = {"pid": pids}
+    # Format-1 names: "ce" is the part_ce term for PCB, "aux" the deep_supervision term.
+    cfg = {"label_smoothing": 0.1, "triplet_weight": 0.0, "deep_supervision_weight": 0.5}
+    total, logged = objective_of("pcb", cfg)(out, batch)
     ce = sum(ce_by_hand(lg, pids, 0.1) for lg in parts)
     aux_ce = sum(ce_by_hand(lg, pids, 0.1) for lg in aux)
-    assert set(logged) == {"ce", "aux"}
-    assert logged["ce"] == pytest.approx(ce, rel=1e-5)
-    assert logged["aux"] == pytest.approx(aux_ce, rel=1e-5)
+    assert set(logged) == {"part_ce", "deep_supervision"}
+    assert logged["part_ce"] == pytest.approx(ce, rel=1e-5)
+    assert logged["deep_supervision"] == pytest.approx(aux_ce, rel=1e-5)
     assert total.item() == pytest.approx(ce + 0.5 * aux_ce, rel=1e-5)
-    # Triplet only when weighted, on before_bn.
-    with_tri = LossConfig(label_smoothing=0.1, triplet_weight=2.0, triplet_margin=0.3,
-                          deep_supervision_weight=0.5)
-    total, logged = ReIDLoss(with_tri)(out, pids)
+    # Triplet only when weighted, on the metric feature (PCB: parts_pooled, the old before_bn).
+    with_tri = {"label_smoothing": 0.1, "triplet_weight": 2.0, "triplet_margin": 0.3,
+                "deep_supervision_weight": 0.5}
+    total, logged = objective_of("pcb", with_tri)(out, batch)
     tri = batch_hard_triplet(feat, pids, 0.3).item()
     assert logged["triplet"] == pytest.approx(tri, rel=1e-6)
     assert total.item() == pytest.approx(ce + 2.0 * tri + 0.5 * aux_ce, rel=1e-5)
     # lambda = 0 switches deep supervision off.
-    _, logged = ReIDLoss(LossConfig(triplet_weight=0.0, deep_supervision_weight=0.0))(out, pids)
-    assert "aux" not in logged
+    _, logged = objective_of("pcb", {"triplet_weight": 0.0, "deep_supervision_weight": 0.0})(
+        out, batch)
+    assert "deep_supervision" not in logged
 
 
 def test_bnneck_loss_is_unchanged_by_the_new_fields():
     g = torch.Generator().manual_seed(0)
     pids = torch.tensor([0, 0, 1, 1, 2, 2])
     logits, feat = torch.randn(6, 4, generator=g), torch.randn(6, 5, generator=g)
-    total, logged = ReIDLoss(LossConfig())(ReIDOutput(feat, feat, logits), pids)
+    out = ModelOutput({"before_bn": feat, "after_bn": feat}, {LOGITS: logits})
+    total, logged = objective_of("bnneck", {}, deep_supervision=False)(out, {"pid": pids})
     ce = F.cross_entropy(logits, pids, label_smoothing=0.1)
     tri = batch_hard_triplet(feat, pids, 0.3)
     assert torch.equal(total, 1.0 * ce + 1.0 * tri) and set(logged) == {"ce", "triplet"}
@@ -324,7 +354,7 @@ def test_tiny_pcb_rpp_trains_through_fit_and_resumes_exactly(tmp_path, synthetic
     monkeypatch.setattr(hooks, "save_checkpoint", save_and_keep_epoch_1)
     log = io.StringIO()
     full = new_model(cfg.seed)
-    init_rpp = full.rpp.part_classifier.weight.detach().clone()
+    init_rpp = full.head.rpp.part_classifier.weight.detach().clone()
     history = fit(full, train, cfg, device, tmp_path / "full.pt",
                   console=Console(file=log, width=200))
     assert [h["epoch"] for h in history] == [1, 2]
@@ -333,13 +363,13 @@ def test_tiny_pcb_rpp_trains_through_fit_and_resumes_exactly(tmp_path, synthetic
         assert (h["part_ce"] > 0 and h["deep_supervision"] > 0 and "triplet" not in h
                 and 0 <= h["train_acc"] <= 1)
     assert " deep_supervision " in log.getvalue()
-    assert full.uses_rpp  # epoch index 1 >= rpp_start_epoch
-    assert not torch.equal(full.rpp.part_classifier.weight, init_rpp)  # trained in epoch 2
+    assert full.head.uses_rpp  # epoch index 1 >= rpp_start_epoch
+    assert not torch.equal(full.head.rpp.part_classifier.weight, init_rpp)  # trained in epoch 2
 
     ckpt = read_checkpoint(tmp_path / "after_epoch_1.pt")
-    assert ckpt["epoch"] == 1 and not ckpt["model"]["rpp_active"]
+    assert ckpt["epoch"] == 1 and not ckpt["model"]["head.rpp_active"]
     # The PCB epoch gave the unused part classifier no gradient, hence no decay either.
-    assert torch.equal(ckpt["model"]["rpp.part_classifier.weight"], init_rpp)
+    assert torch.equal(ckpt["model"]["head.rpp.part_classifier.weight"], init_rpp)
 
     monkeypatch.setattr(hooks, "save_checkpoint", original_save)
     torch.manual_seed(12345)  # disturb the global RNG: resume must restore it

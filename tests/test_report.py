@@ -23,9 +23,9 @@ from reid_core.results.report import (
     COMPARISON_COLUMNS,
     DATASET_TO_COLUMN,
     build_comparison,
-    load_records,
     render_report,
 )
+from reid_core.results.store import load_records
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CUHK = "cuhk03np-labeled"

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 
 from reid_core.cli import main as cli_main
-from reid_core.results.cost_report import render_cost_report
 from reid_core.results.report import (
     EmptyReportError,
     Environment,
     compare,
-    load_records,
+    render_cost_report,
     render_report,
 )
+from reid_core.results.store import load_records
 
 CUHK = "cuhk03np-labeled"
 NEW = {"torch": "2.15.0+cu132", "torchvision": "0.29.2+cu132", "numpy": "2.4.6",
@@ -385,7 +385,7 @@ def test_cost_plot_is_written_atomically(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_header_flags_records_on_different_versions_of_the_data() -> None:
-    from reid_core.results.report import _data_mix_warning
+    from reid_core.results.report.environment import data_mix_warning as _data_mix_warning
 
     def rec(name: str, seed: int, fingerprint: str | None) -> dict[str, Any]:
         ds: dict[str, Any] = {"name": "synthetic-small"}

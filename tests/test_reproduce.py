@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reid_core.config import ConfigError
-from reid_core.models import build_model
+from reid_core.models import AUX_LOGITS, PART_LOGITS, build_model
 from reid_core.app.reproduce import (
     build_row_config, deep_merge, load_paper_configs, main, select_rows)
 from reid_core.results.paper_tables import configs_for_table, load_table
@@ -40,7 +40,7 @@ def test_smoke_variants_build_and_run_forward():
     for cid in ids:
         cfg = build_row_config(raw, source, cid, "smoke", seed=0)
         model = build_model(cfg.model, 10, (cfg.data.height, cfg.data.width)).eval()
-        assert model(x).after_bn.shape == (2, model.backbone.out_channels), cid
+        assert model(x).features["after_bn"].shape == (2, model.backbone.out_channels), cid
         hooks = set(model.backbone.stage_hooks)
         assert hooks == (set() if cid == "rga_baseline" else {"layer1", "layer2", "layer3", "layer4"})
 
@@ -113,4 +113,4 @@ def test_csa_smoke_models_build_and_train_step():
         cfg = build_row_config(raw, source, cid, "smoke", seed=0)
         model = build_model(cfg.model, 10, (cfg.data.height, cfg.data.width)).train()
         out = model(x)
-        assert len(out.part_logits) == 6 and len(out.aux_logits) == 3, cid
+        assert len(out.train[PART_LOGITS]) == 6 and len(out.train[AUX_LOGITS]) == 3, cid

@@ -254,7 +254,7 @@ def test_damaged_record_is_one_line_naming_the_file(tmp_path, synthetic_cache, c
 
 
 def test_other_weights_at_the_same_path_are_another_run(tmp_path, synthetic_cache):
-    from reid_core.models.backbone import build_backbone
+    from reid_core.models import build_backbone
 
     weights = tmp_path / "w.pt"
     torch.save(build_backbone("resnet18").state_dict(), weights)

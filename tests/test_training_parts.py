@@ -11,7 +11,7 @@ from reid_core.config import ModelConfig, OptimConfig
 from reid_core.data.sampler import RandomIdentitySampler
 from reid_core.engine.optim import WarmupMultiStep, build_optimizer
 from reid_core.losses import batch_hard_triplet
-from reid_core.models import WeightMismatchError, build_model, load_state_strict
+from reid_core.models import LOGITS, WeightMismatchError, build_model, load_state_strict
 from reid_core.models.weights import read_state_file
 
 
@@ -89,10 +89,10 @@ def test_model_shapes(backbone, channels, last_stride, fmap):
     assert model.backbone(x).shape == (2, channels, *fmap)
     model.train()
     out = model(x)
-    assert out.before_bn.shape == out.after_bn.shape == (2, channels)
-    assert out.logits.shape == (2, 7)
+    assert out.features["before_bn"].shape == out.features["after_bn"].shape == (2, channels)
+    assert out.train[LOGITS].shape == (2, 7)
     model.eval()
-    assert model(x).logits is None
+    assert model(x).train.get(LOGITS) is None
 
 
 def test_bnneck_bias_frozen_and_classifier_bias_free():

@@ -29,9 +29,10 @@ from reid_core.data.check import check_openable
 from reid_core.app.experiment import build_evaluator
 from reid_core.app.inspect_run import (
     load_trained_model, missing_checkpoint_error, resolve_run, run_checkpoint)
-from reid_core.results.records import read_record, software_versions, utc_now
+from reid_core.results.record_types import EvaluationRecord
+from reid_core.results.records import software_versions, utc_now
+from reid_core.results.store import RunStore, read_record
 from reid_core.utils.device import resolve_device
-from reid_core.utils.io import atomic_write_json
 
 
 def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | None = None,
@@ -74,25 +75,23 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
     evaluator = build_evaluator(target, run_cfg, settings)
     evaluator.preflight()
     final = evaluator(model)
-    out = {
-        "kind": "evaluation", "run_id": record["run_id"], "config_name": record["config_name"],
-        "config_hash": record["config_hash"], "seed": record["seed"],
-        "trained_on": record["dataset"]["name"],
-        "attempt": record.get("attempt"),
-        "dataset": {"name": target.name, "root": str(target.root), "identity": target.identity(),
-                    "splits": target.summary()},
-        "protocol": target.extras.get("protocol", "market"), "eval": dataclasses.asdict(eval_cfg),
-        "checkpoint_epoch": epoch, "device": settings.describe(),
-        "versions": software_versions(), "finished_at": utc_now(),
-        "wall_time_s": round(time.perf_counter() - t0, 2), "metrics_unit": "percent",
-        "final": final,
-    }
-    tags = "".join(f"--{t}" for t, on in ((eval_cfg.query_mode, eval_cfg.query_mode != "single"),
-                                            ("rerank", eval_cfg.rerank)) if on)
-    path = (record_path.parent.parent / "evaluations"
-            / f"{record['run_id']}--on--{target.name}{tags}.json")
-    path = _evaluation_path(path, out, console)
-    atomic_write_json(path, out)
+    evaluation = EvaluationRecord(
+        run_id=record["run_id"], config_name=record["config_name"],
+        config_hash=record["config_hash"], seed=record["seed"],
+        trained_on=record["dataset"]["name"], attempt=record.get("attempt"),
+        dataset={"name": target.name, "root": str(target.root), "identity": target.identity(),
+                 "splits": target.summary()},
+        protocol=target.extras.get("protocol", "market"), eval=dataclasses.asdict(eval_cfg),
+        checkpoint_epoch=epoch, device=settings.describe(),
+        versions=software_versions(), finished_at=utc_now(),
+        wall_time_s=round(time.perf_counter() - t0, 2), metrics_unit="percent", final=final)
+    out = evaluation.to_dict()
+    tags = [t for t, on in ((eval_cfg.query_mode, eval_cfg.query_mode != "single"),
+                            ("rerank", eval_cfg.rerank)) if on]
+    store = RunStore.holding(record_path)  # evaluations go beside the run's record
+    path = _evaluation_path(store.evaluation_path(record["run_id"], target.name, tags), out,
+                            console)
+    store.write_evaluation(path, evaluation)
     for feat, vals in final.items():
         shown = "  ".join(f"{k} {v:.2f}" for k, v in vals.items() if isinstance(v, float))
         console.print(f"  {feat}: {shown}")
@@ -111,7 +110,7 @@ def _evaluation_path(path: Path, new: dict[str, Any], console: Console) -> Path:
     if old_data.get("identity") not in (None, new_data["identity"]):
         digest = hashlib.sha256(json.dumps(new_data["identity"], sort_keys=True)
                                 .encode()).hexdigest()[:8]
-        moved = path.with_name(f"{path.stem}--data-{digest}.json")
+        moved = RunStore.data_variant(path, digest)
         console.print(f"[yellow]note[/]: {path} holds an evaluation on other data "
                       f"({old_data.get('root')}); this one goes to {moved.name}",
                       highlight=False, soft_wrap=True)
@@ -133,6 +132,6 @@ def _stored(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_record(path)
+    except (OSError, ValueError):  # RecordError is a ValueError
         return {}

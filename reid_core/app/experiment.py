@@ -10,26 +10,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from reid_core.config import RunConfig
+from reid_core.config import ConfigError, RunConfig
 from reid_core.data import DatasetError, ReIDData, build_dataset, resolve_dataset_root
 from reid_core.data.base import DATASETS
 from reid_core.data.transforms import build_train_transform
 from reid_core.data.check import check_openable
 from reid_core.engine.checkpoint import (
-    FINAL, LAST, RunClock, attempt_of, finalize, read_checkpoint)
-from reid_core.engine.trainer import NonFiniteLossError, StepHook, fit
+    RunClock, attempt_of, finalize, read_checkpoint)
+from reid_core.engine.trainer import NonFiniteLossError, StepHook
+from reid_core.app.training import check_objective, train
 from reid_core.metrics.evaluator import RetrievalEvaluator
 from reid_core.models import WeightMismatchError, build_model
-from reid_core.results.records import (
-    RECORD_FORMAT, command_line, find_record, make_run_id, record_path, software_versions,
-    utc_now, write_record)
+from reid_core.results.identity import make_run_id
+from reid_core.results.record_types import RunRecord
+from reid_core.results.records import command_line, software_versions, utc_now
+from reid_core.results.store import RunPaths, RunStore
 from reid_core.utils.device import (
     DeviceSettings, peak_memory_mb, reset_peak_memory, resolve_device)
 from reid_core.utils.io import OutputWriteError, remove_stale_temps
@@ -65,32 +66,6 @@ def describe_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}"
 
 
-@dataclass
-class RunPaths:
-    """Where a run's files live under ``out`` (see :mod:`reid_core.engine.checkpoint`)."""
-
-    out: Path
-    run_id: str
-
-    @property
-    def record(self) -> Path:
-        return record_path(self.out, self.run_id)
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.out / "checkpoints" / self.run_id
-
-    @property
-    def checkpoint(self) -> Path:
-        """The checkpoint being trained (``last.pt``)."""
-        return self.checkpoint_dir / LAST
-
-    @property
-    def final_checkpoint(self) -> Path:
-        """The finished weights of the run's record (``final.pt``)."""
-        return self.checkpoint_dir / FINAL
-
-
 def load_data(cfg: RunConfig, data_root: str | Path | None) -> ReIDData:
     """Resolve the dataset root (``--data-root`` > ``data.root`` > synthetic cache) and load."""
     root = data_root if data_root is not None else cfg.data.root
@@ -123,7 +98,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def run_id_of(cfg: RunConfig, data: ReIDData) -> str:
-    """The run id of ``cfg`` trained on ``data`` (:func:`reid_core.results.records.make_run_id`)."""
+    """The run id of ``cfg`` trained on ``data`` (:func:`reid_core.results.identity.make_run_id`)."""
     return make_run_id(cfg.name, cfg.seed, cfg.config_hash(), run_identity(cfg, data))
 
 
@@ -139,8 +114,18 @@ def check_buildable(cfg: RunConfig) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"model.pretrained: no weights file at {path}"
                                     + (" (a directory)" if path.is_dir() else ""))
-    build_model(dataclasses.replace(cfg.model, pretrained=None), 2,
-                (cfg.data.height, cfg.data.width))
+    model = build_model(dataclasses.replace(cfg.model, pretrained=None), 2,
+                        (cfg.data.height, cfg.data.width))
+    check_eval_features(cfg, model.head.feature_names)
+    check_objective(cfg, model)  # loss.terms: known, valid options, fed by this model
+
+
+def check_eval_features(cfg: RunConfig, valid: tuple[str, ...]) -> None:
+    """Every name in ``eval.features`` must be a test feature of the model's head (``valid``)."""
+    for i, name in enumerate(cfg.eval.features):
+        if name not in valid:
+            raise ConfigError(f"eval.features[{i}]: model {cfg.model.name!r} has no test "
+                              f"feature {name!r}; its features: {', '.join(valid)}")
 
 
 def check_trainable(data: ReIDData) -> None:
@@ -152,12 +137,13 @@ def check_trainable(data: ReIDData) -> None:
 
 def check_output_dir(out: Path) -> None:
     """Fail before any compute when ``out`` cannot take records and checkpoints."""
-    for sub in (out, out / "runs", out / "checkpoints"):
+    store = RunStore(out)
+    for sub in (out, store.runs_dir, store.checkpoints_dir):
         if sub.exists() and not sub.is_dir():
             raise OutputDirError(f"output directory {sub} is a file, not a directory; "
                                  f"pass another --out")
     try:
-        for sub in (out / "runs", out / "checkpoints"):
+        for sub in (store.runs_dir, store.checkpoints_dir):
             sub.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=sub):
                 pass
@@ -212,13 +198,14 @@ def run_experiment(
     data = load_data(cfg, data_root)
     check_trainable(data)
     identity = run_identity(cfg, data)
-    paths = RunPaths(out, make_run_id(cfg.name, cfg.seed, cfg.config_hash(), identity))
-    for directory in (out / "runs", paths.checkpoint_dir):
+    store = RunStore(out)
+    paths: RunPaths = store.run(make_run_id(cfg.name, cfg.seed, cfg.config_hash(), identity))
+    for directory in (store.runs_dir, paths.checkpoint_dir):
         remove_stale_temps(directory)
     if paths.record.exists() and not paths.record.is_file():
         raise OutputDirError(f"{paths.record} is a directory where the run's record goes; "
                              f"remove it")
-    existing = find_record(out, paths.run_id)
+    existing = store.find_record(paths.run_id)
     unfinished = paths.checkpoint.is_file()
     if unfinished and existing is not None and not force:
         # A finished attempt whose record was written but whose last.pt was not yet renamed.
@@ -262,43 +249,42 @@ def run_experiment(
                       f"continue (a changed --set or config is another run id): training "
                       f"from scratch")
     clock = RunClock.fresh()  # fit continues the checkpoint's attempt when resuming
-    history = fit(model, data.train, cfg, settings, paths.checkpoint, resume=resuming,
-                  evaluate=evaluator, console=console, on_step=on_step, clock=clock)
+    history = train(model, data.train, cfg, settings, paths.checkpoint, resume=resuming,
+                    evaluate=evaluator, console=console, on_step=on_step, clock=clock)
     final = evaluator(model)
     run_state = clock.state(cfg.optim.epochs)
 
-    record = {
-        "format_version": RECORD_FORMAT,
-        "run_id": paths.run_id,
-        "attempt": clock.attempt,
-        "config_name": cfg.name,
-        "config_hash": cfg.config_hash(),
-        "seed": cfg.seed,
-        "config": cfg.to_dict(),
-        "dataset": {"name": data.name, "root": str(data.root),
-                    "identity": data.identity(),
-                    "splits": data.summary()},
-        "run_identity": identity,
-        "device": settings.describe(),
-        "versions": software_versions(),
-        "command": command_line(),
-        "started_at": started,
-        "finished_at": utc_now(),
+    run_record = RunRecord(
+        run_id=paths.run_id,
+        attempt=clock.attempt,
+        config_name=cfg.name,
+        config_hash=cfg.config_hash(),
+        seed=cfg.seed,
+        config=cfg.to_dict(),
+        dataset={"name": data.name, "root": str(data.root), "identity": data.identity(),
+                 "splits": data.summary()},
+        run_identity=identity,
+        device=settings.describe(),
+        versions=software_versions(),
+        command=command_line(),
+        started_at=started,
+        finished_at=utc_now(),
         # All segments of the attempt (a resumed run adds the interrupted ones' time).
-        "wall_time_s": run_state["elapsed_s"],
-        "segments": run_state["segments"],
-        "peak_memory": peak_memory_mb(settings),
-        "resumed_from_epoch": clock.from_epoch if resuming else None,
-        "pretrained": cfg.model.pretrained,
-        "profile": profile,
-        "metrics_unit": "percent",
-        "history": history,
-        "final": final,
+        wall_time_s=run_state["elapsed_s"],
+        segments=run_state["segments"],
+        peak_memory=peak_memory_mb(settings),
+        resumed_from_epoch=clock.from_epoch if resuming else None,
+        pretrained=cfg.model.pretrained,
+        profile=profile,
+        metrics_unit="percent",
+        history=history,
+        final=final,
         # The feature a paper table is compared on: the first of eval.features.
-        "primary_feature": cfg.eval.features[0],
-    }
-    path = write_record(out, record)
+        primary_feature=cfg.eval.features[0],
+    )
+    path = store.write_record(run_record)
     finalize(paths.checkpoint_dir)  # after the record: see reid_core.engine.checkpoint
+    record = run_record.to_dict()
     console.print(summary_table(record))
     console.print(f"record written to {path}")
     return record

@@ -26,16 +26,14 @@ from torch import nn
 from reid_core.config import RunConfig, config_from_dict
 from reid_core.data.base import ImageItem
 from reid_core.engine.checkpoint import finished_checkpoint, read_checkpoint
-from reid_core.app.experiment import RunPaths, build_evaluator, load_data
+from reid_core.app.experiment import build_evaluator, load_data
 from reid_core.metrics.rank import evaluate_rank
-from reid_core.models import build_model, load_state_strict
-from reid_core.results.records import read_record
+from reid_core.models import build_model, head_feature_names, load_state_strict
+from reid_core.results.store import RunStore, read_record, record_file, record_ids
 from reid_core.utils.device import DeviceSettings, resolve_device
 
 #: Length of a recomputed CMC curve (the evaluator stores ranks 1..50 too).
 CMC_MAX_RANK = 50
-#: Features the model returns (``ReIDOutput``) and the evaluator can use.
-FEATURES: tuple[str, ...] = ("after_bn", "before_bn")
 #: Recomputed metrics further than this (percentage points) from the record get a note:
 #: CPU evaluation is deterministic, CUDA/AMP may move a rank by a hair.
 METRIC_TOLERANCE = 0.1
@@ -131,10 +129,10 @@ def resolve_run(run: str | Path, runs_dir: str | Path = "results/runs") -> Path:
             raise RunNotFoundError(f"run record not found: {as_path}")
         return as_path
     runs_dir = Path(runs_dir)
-    exact = runs_dir / f"{run}.json"
+    exact = record_file(runs_dir, str(run))
     if exact.is_file():
         return exact
-    ids = sorted(p.stem for p in runs_dir.glob("*.json")) if runs_dir.is_dir() else []
+    ids = record_ids(runs_dir)
     if not ids:
         raise RunNotFoundError(
             f"unknown run {str(run)!r}: no run records in {runs_dir} "
@@ -144,7 +142,7 @@ def resolve_run(run: str | Path, runs_dir: str | Path = "results/runs") -> Path:
     prefixed = ([i for i in ids if i.startswith(f"{run}-")]
                 or [i for i in ids if i.startswith(str(run))])
     if len(prefixed) == 1:
-        return runs_dir / f"{prefixed[0]}.json"
+        return record_file(runs_dir, prefixed[0])
     newest = _newest_of_one_run(runs_dir, prefixed)
     if newest is not None:
         return newest
@@ -166,7 +164,7 @@ def _newest_of_one_run(runs_dir: Path, ids: list[str]) -> Path | None:
         return None
     found = []
     for run_id in ids:
-        path = runs_dir / f"{run_id}.json"
+        path = record_file(runs_dir, run_id)
         try:
             rec = read_record(path)
         except ValueError:
@@ -190,7 +188,8 @@ def load_run(
 
     Args:
         record_path: the run's record (see :func:`resolve_run`).
-        feature: ``"after_bn"`` / ``"before_bn"``; default: the record's primary feature.
+        feature: a test feature of the run's head (BNNeck ``after_bn`` / ``before_bn``, PCB
+            ``parts_pooled`` / ``parts_reduced``); default: the record's primary feature.
         ranked: ranked lists are wanted, so load the model when its checkpoint exists. With
             ``False`` the record's CMC is used when it has one (nothing is recomputed).
         device: for feature extraction (``"auto"``, ``"cpu"``, ``"cuda"``...).
@@ -210,8 +209,10 @@ def load_run(
     cfg = config_from_dict(record["config"], str(record_path))
     run_id = record["run_id"]
     feature = feature or record.get("primary_feature") or cfg.eval.features[0]
-    if feature not in FEATURES:
-        raise ValueError(f"feature {feature!r} is not one of {', '.join(FEATURES)}")
+    features = head_feature_names(cfg.model.name)  # what the run's model returns
+    if feature not in features:
+        raise ValueError(f"feature {feature!r} is not one of {', '.join(features)} (the "
+                         f"features of model {cfg.model.name!r})")
     checkpoint = run_checkpoint(record_path, record)
     view = RunView(run_id=run_id, record_path=record_path, record=record, config=cfg,
                    feature=feature, checkpoint=checkpoint)
@@ -232,7 +233,7 @@ def run_checkpoint(record_path: Path, record: dict[str, Any]) -> Path:
     """The checkpoint holding the weights ``record`` was evaluated with, or where ``final.pt``
     is expected when there is none (see :func:`~reid_core.engine.checkpoint.finished_checkpoint`:
     a checkpoint of an unfinished later re-run is an error, never used in its place)."""
-    paths = RunPaths(record_path.parent.parent, record["run_id"])
+    paths = RunStore.holding(record_path).run(record["run_id"])
     if not paths.final_checkpoint.is_file() and not paths.checkpoint.is_file():
         return paths.final_checkpoint
     return finished_checkpoint(paths.checkpoint_dir, record)

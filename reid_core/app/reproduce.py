@@ -16,26 +16,26 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from reid_core.config import ConfigError, RunConfig, config_from_dict
-from reid_core.app.experiment import USER_ERRORS, describe_error, run_experiment
+from reid_core.app.experiment import USER_ERRORS, describe_error
+from reid_core.app.tables import RowRunner, render_for_reproduce, table_kind
+from reid_core.resources import default_results_dir, paper_configs_dir
 from reid_core.results.paper_tables import PaperTable, configs_for_table, load_table
-from reid_core.results.report import load_records, render_report
+from reid_core.results.store import RunStore, load_records
 from reid_core.utils.yaml_io import load_yaml
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS_DIR = REPO / "configs" / "papers"
+#: ``configs/papers/`` of the checkout, or the installed package's copy (reid_core.resources).
+CONFIGS_DIR = paper_configs_dir()
 PROFILES = ("smoke", "paper")
 
 
@@ -109,8 +109,10 @@ def select_rows(table: PaperTable, wanted: Sequence[str] | None) -> list[str]:
     return chosen
 
 
-def build_parser(table_id: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"reproduce {table_id}", description=description)
+def build_parser(table_id: str, description: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """The flags of a reproduce run (``prog`` defaults to ``reproduce <table_id>``, what the
+    scripts in ``reproduce/`` print; ``python -m reid_core reproduce`` passes its own)."""
+    p = argparse.ArgumentParser(prog=prog or f"reproduce {table_id}", description=description)
     p.add_argument("--profile", choices=PROFILES, default=None,
                    help="smoke: synthetic data, small scale (default without --data-root); "
                         "paper: the published recipe (default with --data-root)")
@@ -120,111 +122,35 @@ def build_parser(table_id: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run (default 0)")
     p.add_argument("--rows", nargs="+", default=None, help="subset of rows (names or config ids)")
     p.add_argument("--force", action="store_true", help="re-run finished configurations")
-    p.add_argument("--out", default=str(REPO / "results"),
-                   help="results root (runs/, checkpoints/, reports/)")
+    p.add_argument("--out", default=str(default_results_dir()),
+                   help="results root (runs/, checkpoints/, reports/); default: the "
+                        "repository's results/, or ./results for an installed package")
     return p
-
-
-RowRunner = Callable[[RunConfig, argparse.Namespace, Console], dict[str, Any]]
-
-
-def train_row(cfg: RunConfig, args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    return run_experiment(cfg, data_root=args.data_root, out=args.out, device=args.device,
-                          resume=True, force=args.force, console=console, profile=args.profile)
-
-
-#: Identities in the CUHK03-NP training split: the classifier size with which RGA Table 3's
-#: published parameter counts are matched (see tests/test_attention_rga.py).
-CUHK03_TRAIN_IDS = 767
-
-
-def _untrained_model(cfg: RunConfig, num_classes: int) -> torch.nn.Module:
-    """The row's model at its input size, randomly initialised (counting and cost measurement
-    need no weights)."""
-    from reid_core.models import build_model
-
-    model_cfg = dataclasses.replace(cfg.model, pretrained=None)
-    return build_model(model_cfg, num_classes, (cfg.data.height, cfg.data.width))
-
-
-def _write_measurement(cfg: RunConfig, args: argparse.Namespace, run_id: str, num_classes: int,
-                       measurements: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """Write (atomically) and return a ``kind: measurement`` record: no training, no dataset."""
-    from reid_core.results.records import RECORD_FORMAT, software_versions, utc_now, write_record
-
-    record = {
-        "format_version": RECORD_FORMAT, "kind": "measurement", "run_id": run_id,
-        "config_name": cfg.name, "config_hash": cfg.config_hash(), "seed": cfg.seed,
-        "config": cfg.to_dict(), "dataset": {"name": "n/a", "classifier_classes": num_classes},
-        "input_size": [cfg.data.height, cfg.data.width], "profile": args.profile, **extra,
-        "versions": software_versions(), "finished_at": utc_now(), "measurements": measurements,
-    }
-    write_record(Path(args.out), record)
-    return record
-
-
-def count_parameters_row(cfg: RunConfig, args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    """Build the row's model (random init) and count its parameters; nothing is trained.
-
-    The model is built for the *paper* input size of ``cfg`` with a ``CUHK03_TRAIN_IDS``-way
-    classifier; the count includes the BNNeck and the classifier.
-    """
-    model = _untrained_model(cfg, CUHK03_TRAIN_IDS)
-    params = sum(p.numel() for p in model.parameters())
-    record = _write_measurement(cfg, args, f"{cfg.name}-params-{cfg.config_hash()}",
-                                CUHK03_TRAIN_IDS, {"params": params})
-    console.print(f"{cfg.name}: {params:,} parameters ({params / 1e6:.2f} M)")
-    return record
-
-
-#: Identities in the Market-1501 training split: the classifier size of the cost models
-#: (the classifier is a negligible part of their cost).
-MARKET_TRAIN_IDS = 751
-
-
-def measure_cost_row(cfg: RunConfig, args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    """Build the row's model (random init) at its input size and measure memory per image and
-    inference FPS (:func:`reid_core.engine.cost.measure_model_cost`); nothing is trained.
-
-    Every invocation writes a new record (measurements vary run to run); the report takes the
-    median over records of a row.
-    """
-    from reid_core.engine.cost import measure_model_cost
-    from reid_core.results.records import utc_now
-    from reid_core.utils.device import resolve_device
-
-    device = resolve_device(args.device)
-    torch.manual_seed(cfg.seed)
-    model = _untrained_model(cfg, MARKET_TRAIN_IDS)
-    cost = measure_model_cost(model, (cfg.data.height, cfg.data.width), device)
-    run_id = f"{cfg.name}-cost-{cfg.config_hash()}-{utc_now().replace(':', '')}"
-    record = _write_measurement(
-        cfg, args, run_id, MARKET_TRAIN_IDS,
-        {"params": sum(p.numel() for p in model.parameters()), **cost},
-        device=device.describe())
-    mem = cost["memory_per_image_mb"]
-    console.print(f"{cfg.name}: train {mem['train']:.1f} MB/img, inference "
-                  f"{mem['inference']:.1f} MB/img, {cost['fps']['median']:.1f} FPS (median; "
-                  f"best {cost['fps']['best']:.1f})")
-    return record
 
 
 ReportWriter = Callable[[str, list[dict[str, Any]], Path], Path]
 
 
-def _metrics_report(table_id: str, records: list[dict[str, Any]], out_dir: Path,
-                    profile: str | None = None) -> Path:
-    return render_report(table_id, records, out_dir, profile=profile)
+def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | None = None,
+         report: ReportWriter | None = None, *, prog: str | None = None) -> int:
+    """Run every reproducible row of ``table_id`` (x seeds) and write its report.
 
-
-def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner = train_row,
-         report: ReportWriter | None = None) -> int:
-    """Run every reproducible row of ``table_id`` (x seeds) and write its report
-    (``report(table_id, records, reports_dir)``; default: the metrics report)."""
+    The row runner, the report and a fixed profile come from the table's declared kind
+    (:data:`reid_core.app.tables.TABLE_KINDS`); ``run_row`` / ``report``
+    (``report(table_id, records, reports_dir)``) replace them (tests, other drivers).
+    ``prog`` names the command in ``--help`` and usage errors (see :func:`build_parser`)."""
     console = Console()
     table = load_table(table_id)
-    args = build_parser(table_id, f"{table.paper} Table {table.table}: {table.caption}").parse_args(argv)
+    args = build_parser(table_id, f"{table.paper} Table {table.table}: {table.caption}",
+                        prog).parse_args(argv)
+    kind = table_kind(table)
+    run_row = run_row or kind.run_row
+    if kind.profile is not None:  # e.g. parameter counts: always of the paper-size model
+        args.profile = kind.profile
     try:
+        if run_row is None:
+            raise ValueError(f"{table_id} is a {table.kind} table: its rows are published "
+                             f"data, nothing is reproduced")
         if args.profile is None:
             args.profile = "paper" if args.data_root else "smoke"
         if args.profile == "smoke" and args.data_root is None:
@@ -257,13 +183,13 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner = 
             return 130 if isinstance(e, KeyboardInterrupt) else 2
     # The report covers every record in <out>/runs (earlier invocations, e.g. other seeds, too);
     # the report itself picks the table's configs and sets aside superseded recipes.
-    runs_dir = Path(args.out) / "runs"
-    records = load_records(runs_dir) if runs_dir.is_dir() else []
+    store = RunStore(Path(args.out))
+    records = load_records(store.runs_dir) if store.runs_dir.is_dir() else []
     known = {r["run_id"] for r in records}
     records += [r for r in done if r["run_id"] not in known]
     try:
-        path = (_metrics_report(table_id, records, Path(args.out) / "reports", args.profile)
-                if report is None else report(table_id, records, Path(args.out) / "reports"))
+        path = (render_for_reproduce(table, records, store.reports_dir, args.profile)
+                if report is None else report(table_id, records, store.reports_dir))
     except USER_ERRORS as e:  # e.g. EmptyReportError: the existing report is left as it was
         console.print(_summary(table_id, done, time.perf_counter() - t0))
         console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,

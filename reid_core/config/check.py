@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from reid_core.config.migrate import migrate_raw
-from reid_core.config.names import TEST_FEATURES
+from reid_core.config.names import declared_features
 from reid_core.config.schema import RunConfig
 # ConfigError is defined next to the YAML reader (which raises it) and re-exported as the
 # public name: one class, no import cycle. It is a ValueError.
@@ -289,9 +289,9 @@ def _check_relations(cfg: RunConfig) -> None:
     if not cfg.eval.features:
         raise ConfigError("eval.features must name at least one feature")
     for i, feat in enumerate(cfg.eval.features):
-        if feat not in TEST_FEATURES:  # which of them the model has is checked when it is built
+        if feat not in declared_features():  # which of them the model has: checked when it is built
             raise ConfigError(f"eval.features[{i}]: {feat!r} is not one of "
-                              f"{', '.join(map(repr, TEST_FEATURES))}")
+                              f"{', '.join(map(repr, declared_features()))}")
     if not cfg.loss.terms:
         raise ConfigError("loss.terms must list at least one term")
     switch = cfg.model.options.get("rpp_start_epoch")  # PCB-RPP's stage switch

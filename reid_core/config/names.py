@@ -1,9 +1,9 @@
 """The names of the test features a model can return: the one list of them.
 
 A test feature's name is data: configs select it (``eval.features``), records key their metrics
-by it and reports print it, so it is declared here once and the heads in
-``reid_core.models.heads`` use these names. A new head with a new kind of test feature adds its
-name here (with what it is).
+by it and reports print it, so every name is declared here, with what it is, before a config
+may ask for it. The suite's heads' names are listed below; a head added in its own file
+declares a new name with :func:`register_test_feature` next to its class.
 """
 
 from __future__ import annotations
@@ -16,4 +16,19 @@ TEST_FEATURE_DOCS: dict[str, str] = {
     "parts_reduced": "PCB: the P reduced part features (after 1x1 conv, BN, ReLU), each L2-normalised",
 }
 
-TEST_FEATURES: tuple[str, ...] = tuple(TEST_FEATURE_DOCS)
+
+def register_test_feature(name: str, doc: str) -> str:
+    """Declare test feature ``name`` (what it is: ``doc``); returns ``name``.
+
+    Raises:
+        KeyError: ``name`` is declared already with another meaning.
+    """
+    if TEST_FEATURE_DOCS.get(name, doc) != doc:
+        raise KeyError(f"test feature {name!r} is declared already: {TEST_FEATURE_DOCS[name]}")
+    TEST_FEATURE_DOCS[name] = doc
+    return name
+
+
+def declared_features() -> tuple[str, ...]:
+    """Every declared test feature name, in declaration order."""
+    return tuple(TEST_FEATURE_DOCS)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reid_core.config import ConfigError
+from reid_core.data.names import RECORD_DATASETS
 from reid_core.utils.registry import Registry
 
 ImageItem = tuple[str, int, int]  # (absolute image path, person id, 0-based camera id)
@@ -137,7 +138,16 @@ DATASETS: Registry[DatasetLoader] = Registry("dataset")
 
 
 def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
-    """Decorator: register ``fn(root: Path) -> ReIDData`` under ``name``."""
+    """Decorator: register ``fn(root: Path) -> ReIDData`` under ``name``.
+
+    ``name`` must be declared in :mod:`reid_core.data.names` (with the paper-table column its
+    records fill): the loaders, the paper tables and the reports then spell it the same way.
+    """
+    declared = RECORD_DATASETS.names()
+    if name not in declared or not RECORD_DATASETS.get(name).has_loader:
+        raise KeyError(f"dataset {name!r} is not declared in reid_core/data/names.py; add it "
+                       f"there with the paper-table column its records fill (declared: "
+                       f"{', '.join(declared)})")
     return DATASETS.register(name)
 
 

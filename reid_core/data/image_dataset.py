@@ -1,4 +1,4 @@
-"""A torch ``Dataset`` over ``(path, pid, camid)`` items, and strict image decoding.
+"""A torch ``Dataset`` of sample dicts over ``(path, pid, camid)`` items, and strict image decoding.
 
 A truncated or corrupt image (an interrupted extraction, a bad disk) must stop a run with a
 message naming the file and the fix, not with a PIL traceback from inside a DataLoader worker
@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, ImageFile
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
 
 from reid_core.data.base import DatasetError, ImageItem
+from reid_core.data.batch import CAMID, IMG, KEYPOINTS, MASK, PID, VIEWS
+from reid_core.data.keypoints import to_batch_keypoints, to_tv_keypoints
+from reid_core.data.sidecars import SidecarError, Sidecars
 
 #: Decoded images are kept in memory for splits up to this size (re-read every epoch).
 CACHE_MAX_IMAGES = 30_000
@@ -134,20 +141,43 @@ def _describe(e: BaseException) -> str:
 
 
 class ImageDataset(Dataset):
-    """Returns ``(image, pid, camid)``; ``image`` is what ``transform`` makes of the RGB PIL image.
+    """One sample dict per ``(path, pid, camid)`` item (keys: :mod:`reid_core.data.batch`).
 
-    Decoded images are cached in memory when ``cache=True`` (the synthetic and test sets are
-    small; decoding is otherwise a noticeable share of a CPU step). A file that does not
-    decode raises :class:`CorruptImageError` (``dataset``: the registry name quoted in its
-    message).
+    A sample is ``{IMG: image, PID: pid, CAMID: camid}``, plus ``MASK`` / ``KEYPOINTS`` when
+    ``sidecars`` provides them and ``VIEWS`` when ``views`` are asked for; ``default_collate``
+    stacks samples into a batch of the shapes :mod:`reid_core.data.batch` documents.
+
+    The image and its annotations are transformed together, as one dict: ``transform`` gets
+    ``{IMG: RGB PIL image}`` and, with sidecars, ``MASK: tv_tensors.Mask (1, H, W)`` uint8 and
+    ``KEYPOINTS: tv_tensors.KeyPoints (17, 2)`` with their ``KeypointVisibility``; it must
+    accept such a dict (every torchvision v2 transform does, e.g. those of
+    :mod:`reid_core.data.transforms`). Without ``transform`` ``IMG`` stays the PIL image.
+
+    Decoded images (and loaded annotations) are cached in memory when ``cache=True`` (the
+    synthetic and test sets are small; decoding is otherwise a noticeable share of a CPU step).
+    A file that does not decode raises :class:`CorruptImageError` (``dataset``: the registry
+    name quoted in its message).
+
+    Args:
+        sidecars: load these per-image annotations (:class:`~reid_core.data.sidecars.Sidecars`,
+            e.g. ``MarketSidecars(data.root)``); ``None`` = the image only.
+        views: ``{name: (h, w)}``: also return the transformed image resized to each size
+            (bilinear, antialiased, after augmentation and normalisation: the *same* flip, crop
+            and erasing at another resolution) as ``sample[VIEWS][name]`` ``(3, h, w)``. Masks
+            and keypoints stay at the main resolution.
     """
 
     def __init__(self, items: Sequence[ImageItem], transform: Callable | None = None,
-                 cache: bool = False, dataset: str | None = None) -> None:
+                 cache: bool = False, dataset: str | None = None, *,
+                 sidecars: Sidecars | None = None,
+                 views: Mapping[str, tuple[int, int]] | None = None) -> None:
         self.items = list(items)
         self.transform = transform
         self.dataset = dataset
+        self.sidecars = sidecars
+        self.views = _check_views(views, transform)
         self._cache: dict[int, Image.Image] | None = {} if cache else None
+        self._sidecar_cache: dict[int, dict[str, np.ndarray]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -160,9 +190,72 @@ class ImageDataset(Dataset):
             self._cache[index] = img
         return img
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        _, pid, camid = self.items[index]
+    def _annotations(self, index: int) -> dict[str, np.ndarray]:
+        if self._sidecar_cache is not None and index in self._sidecar_cache:
+            return self._sidecar_cache[index]
+        assert self.sidecars is not None
+        ann = self.sidecars.load(self.items[index][0])
+        if self._sidecar_cache is not None:
+            self._sidecar_cache[index] = ann
+        return ann
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path, pid, camid = self.items[index]
         img = self._load(index)
+        sample: dict[str, Any] = {IMG: img}
+        if self.sidecars is not None:
+            sample.update(_tv_annotations(self._annotations(index), path, img.height, img.width))
         if self.transform is not None:
-            img = self.transform(img)
-        return img, pid, camid
+            sample = self.transform(sample)
+        return self._output(sample, pid, camid)
+
+    def _output(self, sample: dict[str, Any], pid: int, camid: int) -> dict[str, Any]:
+        img = sample[IMG]
+        # Plain tensors out: a batch is a dict of tensors, not of tv_tensors (same values).
+        out: dict[str, Any] = {IMG: img.as_subclass(torch.Tensor)
+                               if isinstance(img, torch.Tensor) else img, PID: pid, CAMID: camid}
+        if MASK in sample:
+            out[MASK] = sample[MASK].as_subclass(torch.Tensor).float()
+        if KEYPOINTS in sample:
+            out[KEYPOINTS] = to_batch_keypoints(sample[KEYPOINTS], sample[_VISIBILITY])
+        if self.views:
+            out[VIEWS] = {name: TF.resize(out[IMG], list(size), antialias=True)
+                          for name, size in self.views.items()}
+        return out
+
+
+#: Where a sample being transformed keeps its keypoints' visibility (joined into
+#: ``KEYPOINTS`` afterwards, never part of a batch).
+_VISIBILITY = "keypoint_visibility"
+
+
+def _tv_annotations(ann: dict[str, np.ndarray], path: str, height: int, width: int
+                    ) -> dict[str, Any]:
+    """Loaded annotations -> the tv_tensors a transform moves with the image."""
+    out: dict[str, Any] = {}
+    if MASK in ann:
+        mask = np.asarray(ann[MASK])
+        if mask.shape != (height, width):
+            raise SidecarError(f"the person mask of {path} is {mask.shape[1]}x{mask.shape[0]} "
+                               f"(WxH), the image {width}x{height}")
+        # A copy: transforms may write into the mask, the cache must keep the original.
+        out[MASK] = tv_tensors.Mask(torch.tensor(mask, dtype=torch.uint8)[None])
+    if KEYPOINTS in ann:
+        out[KEYPOINTS], out[_VISIBILITY] = to_tv_keypoints(ann[KEYPOINTS], (height, width))
+    return out
+
+
+def _check_views(views: Mapping[str, tuple[int, int]] | None, transform: Callable | None
+                 ) -> dict[str, tuple[int, int]]:
+    if not views:
+        return {}
+    if transform is None:
+        raise ValueError("ImageDataset: views need a transform that makes the image a tensor")
+    out = {}
+    for name, size in views.items():
+        hw = tuple(size)
+        if len(hw) != 2 or not all(isinstance(v, int) and v > 0 for v in hw):
+            raise ValueError(f"ImageDataset views[{name!r}]: expected (height, width) in "
+                             f"positive pixels, got {size!r}")
+        out[str(name)] = (hw[0], hw[1])
+    return out

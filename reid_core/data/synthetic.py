@@ -19,8 +19,12 @@ Sidecars for every image (used by DAAF later):
 
 * ``masks/<split dir>/<image stem>.png``: uint8 person mask, 255 = person;
 * ``keypoints/<split dir>.json``: ``{"format": "coco17", "keypoint_names": [...],
-  "images": {file name: [[x, y, v] x 17]}}`` in image pixels, COCO visibility;
+  "images": {file name: [[x, y, v] x 17]}}`` in image pixels (pixel ``(r, c)`` covers
+  ``[c, c+1) x [r, r+1)``), COCO visibility;
 * ``spec.json``: the generation parameters, format version and counts.
+
+``ImageDataset(..., sidecars=reid_core.data.sidecars.MarketSidecars(data.root))`` loads the
+masks and keypoints with the images (they then follow every augmentation).
 
 Format 2 adds, in the same dataset directory, the sets of two protocols (no sidecars for them):
 

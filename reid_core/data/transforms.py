@@ -1,4 +1,4 @@
-"""Train / test transforms of the BoT and RGA recipes, from torchvision transforms.
+"""Train / test transforms of the BoT, RGA and PCB recipes, on torchvision v2 transforms.
 
 ``AUGMENTATIONS`` is the registry the config's ``data.augment`` key selects from:
 
@@ -10,16 +10,33 @@
 
 Random erasing is applied after normalisation, so its fill value lives in normalised space
 (BoT fills with (0.4914, 0.4822, 0.4465), RGA with 0): ``data.erasing_value``.
+
+A transform takes an RGB PIL image, or a whole sample as a dict (what
+:class:`~reid_core.data.image_dataset.ImageDataset` passes): ``{"img": PIL image,
+"mask": tv_tensors.Mask (1, H, W), "keypoints": tv_tensors.KeyPoints (17, 2), ...,
+KeypointVisibility (17,)}``. Every random draw is made once per sample and applied to all of
+its parts by torchvision's own kernels, so the mask and keypoints follow every resize, flip,
+pad, crop and translation of the image; the random draws do not depend on which parts a
+sample has (an image alone gives the same tensor and consumes the RNG exactly as with a mask
+and keypoints). What the image kernels do not define is set by :class:`RandomErasing`: the
+erased rectangle is an occluder (mask 0, visible keypoints in it become occluded). Masks are
+resized with torchvision's nearest kernel, padding is 0 (not person). A flip also swaps left
+and right keypoints (:class:`RandomHorizontalFlip`). Keypoint conventions:
+:mod:`reid_core.data.keypoints`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
+from torch import Tensor
+from torchvision import tv_tensors
 from torchvision.transforms import v2 as T
 
 from reid_core.config import DataConfig
+from reid_core.data.keypoints import KeypointVisibility, erase_visibility, swap_left_right
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,18 +47,70 @@ def _to_normalised_tensor() -> list[T.Transform]:
             T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
+class RandomHorizontalFlip(T.RandomHorizontalFlip):
+    """torchvision's ``RandomHorizontalFlip`` (same draw; image, mask and keypoint coordinates
+    flipped by its kernels) that also swaps left and right COCO keypoints of a flipped sample
+    (:func:`~reid_core.data.keypoints.swap_left_right`)."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        out = super().transform(inpt, params)
+        if isinstance(out, (tv_tensors.KeyPoints, KeypointVisibility)):
+            out = swap_left_right(out)
+        return out
+
+
+class RandomErasing(T.RandomErasing):
+    """torchvision's ``RandomErasing`` (same arguments, same random draws, same image), which
+    also erases the sample's person mask and keypoints consistently.
+
+    The erased rectangle is an occluder pasted over the image: it is not person, so the
+    ``tv_tensors.Mask`` is 0 there; keypoints keep their coordinates (they did not move) and
+    visible ones (COCO ``v = 2``) whose pixel is inside become occluded (``v = 1``) in the
+    sample's :class:`~reid_core.data.keypoints.KeypointVisibility` -- the meaning COCO and
+    the synthetic renderer give to points behind an occluder. (torchvision's own class passes
+    masks and keypoints through unchanged, with a warning.)
+    """
+
+    _ERASE_PARAMS = ("i", "j", "h", "w", "v")
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        params = super().make_params(flat_inputs)  # all random draws happen here, as before
+        # One KeyPoints per sample (torchvision's convention): the visibility needs its points.
+        params["keypoints"] = next(
+            (x for x in flat_inputs if isinstance(x, tv_tensors.KeyPoints)), None)
+        return params
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if params["v"] is None:  # no rectangle fitted in 10 tries: nothing is erased
+            return inpt
+        i, j, h, w = (params[k] for k in "ijhw")
+        if isinstance(inpt, tv_tensors.Mask):
+            # A copy even when ``inplace``: the mask may be a view of a cached sidecar.
+            out = inpt.as_subclass(Tensor).clone()
+            out[..., i:i + h, j:j + w] = 0
+            return tv_tensors.wrap(out, like=inpt)
+        if isinstance(inpt, tv_tensors.KeyPoints):
+            return inpt
+        if isinstance(inpt, KeypointVisibility):
+            if params["keypoints"] is None:
+                raise ValueError("RandomErasing: the sample has a KeypointVisibility but no "
+                                 "tv_tensors.KeyPoints")
+            return erase_visibility(params["keypoints"], inpt, i, j, h, w)
+        return super().transform(inpt, {k: params[k] for k in self._ERASE_PARAMS})
+
+
 def _erasing(cfg: DataConfig) -> list[T.Transform]:
     if cfg.erasing_p <= 0:
         return []
     value = cfg.erasing_value if len(cfg.erasing_value) > 1 else cfg.erasing_value[0]
-    return [T.RandomErasing(p=cfg.erasing_p, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3),
-                            value=value)]
+    return [RandomErasing(p=cfg.erasing_p, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3),
+                          value=value)]
 
 
 def bot_train(cfg: DataConfig) -> T.Compose:
     size = (cfg.height, cfg.width)
     return T.Compose([
-        T.Resize(size), T.RandomHorizontalFlip(cfg.flip_p),
+        T.Resize(size), RandomHorizontalFlip(cfg.flip_p),
         T.Pad(cfg.pad), T.RandomCrop(size),
         *_to_normalised_tensor(), *_erasing(cfg),
     ])
@@ -52,14 +121,14 @@ def rga_train(cfg: DataConfig) -> T.Compose:
     big = (round(cfg.height * 1.125), round(cfg.width * 1.125))
     translate = T.RandomChoice(
         [T.Resize(size), T.Compose([T.Resize(big), T.RandomCrop(size)])], p=[0.5, 0.5])
-    return T.Compose([translate, T.RandomHorizontalFlip(cfg.flip_p),
+    return T.Compose([translate, RandomHorizontalFlip(cfg.flip_p),
                       *_to_normalised_tensor(), *_erasing(cfg)])
 
 
 def pcb_train(cfg: DataConfig) -> T.Compose:
     """PCB (Sun et al. 2018, official code; the CSA paper's "random horizontal flip"):
     resize -> flip -> normalise (-> erasing only if ``erasing_p`` > 0; PCB's configs set 0)."""
-    return T.Compose([T.Resize((cfg.height, cfg.width)), T.RandomHorizontalFlip(cfg.flip_p),
+    return T.Compose([T.Resize((cfg.height, cfg.width)), RandomHorizontalFlip(cfg.flip_p),
                       *_to_normalised_tensor(), *_erasing(cfg)])
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from reid_core.models.output import ModelOutput
 from reid_core.utils.device import DeviceSettings
 from reid_core.utils.memory import peak_memory_bytes, time_calls
 
@@ -43,9 +44,11 @@ MEMORY_METHOD = (
 )
 
 
-def _logit_sum(out: Any) -> torch.Tensor:
-    logits = [t for t in [out.logits, *(out.part_logits or []), *out.aux_logits] if t is not None]
-    return sum(t.sum() for t in logits)
+def _logit_sum(out: ModelOutput) -> torch.Tensor:
+    """The sum of every training output (``out.train``: today the logits of the main, part and
+    deep-supervision classifiers), a tensor or a list of tensors each, in their order."""
+    tensors = [t for v in out.train.values() for t in (v if isinstance(v, (list, tuple)) else [v])]
+    return sum(t.sum() for t in tensors)
 
 
 def _peak(model: nn.Module, x: torch.Tensor, mode: str, device: DeviceSettings) -> int:

@@ -3,7 +3,8 @@
 One pipeline for every protocol the papers use, each step chosen by the config (``eval.*``)
 or the dataset:
 
-1. features of query and gallery images (pre-/post-BN, optional flip averaging, optional L2);
+1. features of query and gallery images (``eval.features``, by the names the model's head
+   declares, e.g. BNNeck ``before_bn`` / ``after_bn``; optional flip averaging, optional L2);
 2. ``eval.query_mode`` ``multi_mean`` / ``multi_max``: each query feature is replaced by the
    pool of the features of its ``gt_bbox`` images (Market-1501 multi-query,
    :mod:`reid_core.metrics.multi_query`);
@@ -44,8 +45,9 @@ class RetrievalEvaluator:
     """Evaluate a model on one query/gallery split.
 
     Calling it returns ``{feature: {"R1": ..., "R5": ..., "mAP": ..., "mINP": ..., "CMC": [...]}}``
-    in **percent**, one entry per feature in ``eval_cfg.features`` (``before_bn`` /
-    ``after_bn``). ``CMC`` is the curve at ranks 1..50. Under the CUHK03 classic protocol
+    in **percent**, one entry per feature in ``eval_cfg.features`` (names the model's head
+    declares: BNNeck ``before_bn`` / ``after_bn``, PCB ``parts_pooled`` / ``parts_reduced``).
+    ``CMC`` is the curve at ranks 1..50. Under the CUHK03 classic protocol
     there is no mAP / mINP.
 
     Args:
@@ -111,7 +113,7 @@ class RetrievalEvaluator:
     def _extract(self, model: nn.Module, dataset: ImageDataset):
         return extract_features(model, dataset, device=self.device,
                                 batch_size=self.cfg.batch_size, flip=self.cfg.flip,
-                                workers=self.workers)
+                                workers=self.workers, features=self.cfg.features)
 
     def distances(self, model: nn.Module) -> tuple[dict[str, Any], tuple[np.ndarray, ...]]:
         """``({feature: (Q, G) distances}, (q_pids, g_pids, q_cams, g_cams))`` after steps 1-3

@@ -1,46 +1,51 @@
-"""Models layer: backbones, heads, and the model registry selected by ``model.name``."""
+"""Models layer: backbones and heads from registries, composed into one :class:`ReIDModel`.
+
+``model.backbone`` selects a backbone (:data:`BACKBONES`), ``model.attention`` inserts
+attention modules after its stages (optionally deep-supervised), ``model.name`` selects the
+head (:data:`HEADS`) and ``model.options`` are the head's options.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from torch import nn
-
-from reid_core.config import ConfigError, ModelConfig
-from reid_core.models.backbone import BACKBONES, ResNetBackbone, build_backbone, insert_attention
-from reid_core.models.bnneck import BNNeckModel, ReIDOutput
-from reid_core.models.deep_supervision import DeepSupervision, supervised_stages
-from reid_core.models.pcb import PCBModel, build_pcb, build_pcb_rpp
+from reid_core.config import ModelConfig
+from reid_core.models.attention import insert_attention
+from reid_core.models.backbones import (
+    BACKBONES, Backbone, StageSpec, available_backbones, build_backbone, register_backbone)
+from reid_core.models.deep_supervision import (
+    DeepSupervision, build_deep_supervision, supervised_stages)
+from reid_core.models.heads import (
+    HEADS, Head, head_feature_names, head_spec, parse_head_options, register_head)
+from reid_core.models.output import AUX_LOGITS, LOGITS, PART_LOGITS, ModelOutput
+from reid_core.models.reid_model import ReIDModel
 from reid_core.models.weights import WeightMismatchError, load_state_strict
-
-ModelBuilder = Callable[[ModelConfig, int, tuple[int, int]], nn.Module]
-
-
-def _bnneck(cfg: ModelConfig, num_classes: int, input_size: tuple[int, int]) -> nn.Module:
-    if cfg.options:
-        raise ConfigError(f"model.options.{sorted(cfg.options)[0]}: model 'bnneck' takes no "
-                          f"options (model.options must be empty)")
-    backbone = build_backbone(cfg.backbone, cfg.last_stride, cfg.pretrained)
-    if cfg.attention is not None:
-        insert_attention(backbone, cfg.attention, input_size)
-    return BNNeckModel(backbone, num_classes, aux_stages=supervised_stages(cfg.attention))
-
-
-MODELS: dict[str, ModelBuilder] = {"bnneck": _bnneck, "pcb": build_pcb, "pcb_rpp": build_pcb_rpp}
 
 
 def build_model(cfg: ModelConfig, num_classes: int,
-                input_size: tuple[int, int] = (256, 128)) -> nn.Module:
-    """Build the model named by ``cfg.name`` with a ``num_classes``-way identity classifier.
+                input_size: tuple[int, int] = (256, 128)) -> ReIDModel:
+    """Build ``model.name``'s head on ``model.backbone`` with a ``num_classes``-way identity
+    classifier.
 
     ``input_size`` = (height, width) of the input images; attention modules are built for the
-    feature-map sizes it implies.
+    feature-map sizes it implies. Parts are created in a fixed order -- backbone, attention
+    (in ``model.attention.stages`` order), head, deep supervision -- which is the order the
+    random initialisation of recorded runs was drawn in.
+
+    Raises:
+        KeyError: unknown ``model.name`` or ``model.backbone`` (lists the valid names).
+        ConfigError: invalid ``model.options``, ``model.last_stride`` or
+            ``model.attention`` (naming the key).
     """
-    if cfg.name not in MODELS:
-        raise KeyError(f"model.name: unknown model {cfg.name!r}; valid: {', '.join(MODELS)}")
-    return MODELS[cfg.name](cfg, num_classes, input_size)
+    spec = head_spec(cfg.name)
+    options = parse_head_options(cfg.name, spec.options, cfg.options)
+    backbone = build_backbone(cfg.backbone, cfg.last_stride, cfg.pretrained)
+    if cfg.attention is not None:
+        insert_attention(backbone, cfg.attention, input_size)
+    head = spec.build(options, backbone, num_classes, input_size)
+    aux = build_deep_supervision(backbone, supervised_stages(cfg.attention), num_classes)
+    return ReIDModel(backbone, head, aux)
 
 
-__all__ = ["BACKBONES", "MODELS", "BNNeckModel", "DeepSupervision", "PCBModel", "ReIDOutput",
-           "ResNetBackbone", "WeightMismatchError", "build_backbone", "build_model",
-           "load_state_strict"]
+__all__ = ["AUX_LOGITS", "BACKBONES", "Backbone", "DeepSupervision", "HEADS", "Head", "LOGITS",
+           "ModelOutput", "PART_LOGITS", "ReIDModel", "StageSpec", "WeightMismatchError",
+           "available_backbones", "build_backbone", "build_model", "head_feature_names",
+           "insert_attention", "load_state_strict", "register_backbone", "register_head"]

@@ -9,9 +9,13 @@ official code, so these details are our choices (documented, not verified):
   what the supervision is meant to shape);
 * GAP -> ``Linear(C_stage, num_classes)`` with a bias, no BN, no dropout; initialised like the
   suite's other identity classifiers, weight N(0, 0.001) and bias 0;
-* the classifiers only run in training mode; they are not part of the test feature;
-* the cross-entropy (with ``loss.label_smoothing``) of every classifier is summed and weighted
-  by ``loss.deep_supervision_weight`` (``reid_core.losses``).
+* the classifiers only run in training mode; they are not part of the test feature; their
+  logits are the model output's ``train["aux_logits"]`` (:data:`~reid_core.models.output.AUX_LOGITS`);
+* the cross-entropy of every classifier is summed and weighted (the ``deep_supervision`` loss
+  term, :mod:`reid_core.losses`).
+
+Stages are named by the backbone (``model.attention.stages``), so this works on any registered
+backbone.
 
 The classifiers are new layers: they are not in a model's ``backbone_parameters()``, so they
 train at the full learning rate even when ``optim.backbone_lr_mult`` < 1.
@@ -25,26 +29,26 @@ import torch
 from torch import nn
 
 from reid_core.config import AttentionConfig
-from reid_core.models.backbone import STAGES, ResNetBackbone
+from reid_core.models.backbones.base import Backbone
 
 
 class DeepSupervision(nn.Module):
     """One GAP -> linear identity classifier per supervised stage.
 
-    ``forward(stages)``: ``{stage: (B, C_stage, H_s, W_s)}`` (e.g. from
-    :meth:`ResNetBackbone.forward_stages`) -> a list of (B, num_classes) logits, one per
-    supervised stage, shallowest first.
+    ``forward(stages)``: ``{stage: (B, C_stage, H_s, W_s)}`` (from
+    :meth:`~reid_core.models.backbones.base.Backbone.forward_stages`) -> a list of
+    (B, num_classes) logits, one per supervised stage, in the order of ``stage_channels``
+    (:func:`build_deep_supervision` gives the backbone's order: shallowest first).
     """
 
     def __init__(self, stage_channels: Mapping[str, int], num_classes: int) -> None:
         super().__init__()
         self.classifiers = nn.ModuleDict()
-        for stage in STAGES:  # shallowest first, whatever order the config lists them in
-            if stage in stage_channels:
-                fc = nn.Linear(stage_channels[stage], num_classes)
-                nn.init.normal_(fc.weight, std=0.001)
-                nn.init.zeros_(fc.bias)
-                self.classifiers[stage] = fc
+        for stage, channels in stage_channels.items():
+            fc = nn.Linear(channels, num_classes)
+            nn.init.normal_(fc.weight, std=0.001)
+            nn.init.zeros_(fc.bias)
+            self.classifiers[stage] = fc
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -62,13 +66,20 @@ def supervised_stages(cfg: AttentionConfig | None) -> tuple[str, ...]:
     return tuple(cfg.stages)
 
 
-def build_deep_supervision(backbone: ResNetBackbone, stages: Sequence[str],
+def build_deep_supervision(backbone: Backbone, stages: Sequence[str],
                            num_classes: int) -> DeepSupervision | None:
-    """Classifiers for ``stages`` of ``backbone`` (``None`` if there are none).
+    """Classifiers for ``stages`` of ``backbone`` (``None`` if there are none), shallowest
+    first in the backbone's stage order, whatever order the config lists them in.
 
-    Models build them *after* their own head, so that switching deep supervision on does not
+    Models build them *after* their head, so that switching deep supervision on does not
     shift the random initialisation of the rest of the model (paired ablations start equal).
+
+    Raises:
+        ConfigError: a stage the backbone does not have (naming ``model.attention.stages``
+            and the valid stage names).
     """
     if not stages:
         return None
-    return DeepSupervision({s: backbone.stage_channels[s] for s in stages}, num_classes)
+    wanted = {backbone.stage(s, where="model.attention.stages").name for s in stages}
+    return DeepSupervision({s.name: s.channels for s in backbone.stages if s.name in wanted},
+                           num_classes)

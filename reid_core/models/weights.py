@@ -72,7 +72,14 @@ def load_state_strict(
         source: where ``state`` came from (file name), for the error message.
         drop_prefixes: key prefixes deliberately not loaded (ignored in ``state`` and in
             ``module``), e.g. ``("fc.",)`` for an ImageNet classifier the model replaces.
+
+    A module whose keys were renamed since older checkpoints were written defines
+    ``upgrade_state_dict(state) -> state`` (e.g. :class:`reid_core.models.ReIDModel`); it is
+    applied first, so those checkpoints load as they are.
     """
+    upgrade = getattr(module, "upgrade_state_dict", None)
+    if upgrade is not None:
+        state = upgrade(state)
     drop = tuple(drop_prefixes)
     kept = lambda k: not (drop and k.startswith(drop))  # noqa: E731
     state = {k: v for k, v in state.items() if kept(k)}

@@ -18,6 +18,9 @@ from typing import Any, Final, Mapping
 
 import pandas as pd
 
+from reid_core.data.names import table_dataset_names
+from reid_core.resources import paper_tables_dir
+from reid_core.results.table_kinds import KIND_ORDER, TableKindRules, kind_rules
 from reid_core.utils.yaml_io import YamlError, load_yaml
 
 __all__ = [
@@ -38,25 +41,16 @@ __all__ = [
     "load_table_frame",
 ]
 
-PAPER_TABLES_DIR: Final[Path] = Path(__file__).resolve().parents[2] / "paper_tables"
+#: The repository's ``paper_tables/`` (source or editable install) or the installed package's
+#: copy (see :mod:`reid_core.resources`).
+PAPER_TABLES_DIR: Final[Path] = paper_tables_dir()
 
 FLAGS: Final[tuple[str, ...]] = ("clean", "reconstructed", "missing")
-KINDS: Final[tuple[str, ...]] = ("metrics", "data")
+#: Table kinds (``kind:``), with their rules in :mod:`reid_core.results.table_kinds`.
+KINDS: Final[tuple[str, ...]] = KIND_ORDER
 PAPERS: Final[tuple[str, ...]] = ("RGA", "CSA", "DAAF", "SAG", "DSA")
-DATASETS: Final[tuple[str, ...]] = (
-    "market1501",
-    "dukemtmcreid",
-    "cuhk03-labeled",
-    "cuhk03-detected",
-    "cuhk03-classic-labeled",
-    "cuhk03-classic-detected",
-    "msmt17",
-    "partial-reid",
-    "partial-ilids",
-    "brown",
-    "hpatches",
-    "n/a",
-)
+#: Column datasets: declared, with their family, in :mod:`reid_core.data.names`.
+DATASETS: Final[tuple[str, ...]] = table_dataset_names()
 #: Metric names of metrics tables besides rank-k CMC (``R1``, ``R3``, ``R5``, ...).
 NAMED_METRICS: Final[tuple[str, ...]] = ("mAP", "mINP", "FPR95")
 RERANKING: Final[tuple[object, ...]] = (True, False, "mixed")
@@ -176,6 +170,11 @@ class PaperTable:
     rows: tuple[Row, ...]
 
     @property
+    def rules(self) -> TableKindRules:
+        """The rules of the table's kind (retrieval metrics or quantities, ...)."""
+        return kind_rules(self.kind)
+
+    @property
     def shape(self) -> tuple[int, int]:
         """(number of rows, number of columns)."""
         return len(self.rows), len(self.columns)
@@ -218,7 +217,7 @@ class PaperTable:
     def _record(self, row: Row, column: Column, cell: Cell) -> dict[str, Any]:
         """The frame line of one cell."""
         unit = column.unit
-        if unit is None and self.kind == "metrics":
+        if unit is None and self.rules.retrieval_metrics:
             unit = DEFAULT_METRIC_UNIT
         notes = [n for n in (cell.note, row.note) if n]
         return {
@@ -405,18 +404,23 @@ def _parse_columns(reader: _Reader, data: object, kind: str) -> tuple[Column, ..
 
 
 def _parse_column(reader: _Reader, field: str, data: object, kind: str) -> Column:
-    """One column: known dataset; a known metric (metrics tables) or a quantity with a unit."""
+    """One column: known dataset; a known metric (metrics tables) or a quantity with a unit,
+    one the kind allows (e.g. ``params`` for a ``parameters`` table)."""
     data = reader.check_keys(field, data, COLUMN_REQUIRED, COLUMN_OPTIONAL)
     dataset = reader.choice(f"{field}.dataset", data["dataset"], DATASETS)
     metric = str(reader.text(f"{field}.metric", data["metric"]))
     unit = reader.text(f"{field}.unit", data.get("unit"), optional=True)
     known = bool(_RANK_METRIC.match(metric)) or metric in NAMED_METRICS
-    if kind == "metrics" and not known:
+    rules = kind_rules(kind)
+    if rules.retrieval_metrics and not known:
         raise reader.fail(
             f"{field}.metric",
             f"{metric!r} is not a metric of a metrics table (R<k>, {', '.join(NAMED_METRICS)})",
         )
-    if kind == "data" and not known:
+    if rules.quantities is not None and metric not in rules.quantities:
+        raise reader.fail(f"{field}.metric", f"{metric!r} is not a quantity of a {kind} table "
+                                             f"({', '.join(sorted(rules.quantities))})")
+    if not rules.retrieval_metrics and not known:
         if not _QUANTITY.match(metric):
             raise reader.fail(f"{field}.metric", f"{metric!r} is not a snake_case quantity name")
         if unit is None:
@@ -452,7 +456,7 @@ def _parse_row(
     config = _parse_config(reader, f"{field}.config", data["config"], paper)
     if reference_only and config is not None:
         raise reader.fail(f"{field}.config", f"reference_only row has config {config!r} (must be null)")
-    if not reference_only and config is None and kind == "metrics":
+    if not reference_only and config is None and kind_rules(kind).rows_need_config:
         raise reader.fail(f"{field}.config", "row is not reference_only but has no config")
     values = data["values"]
     if not isinstance(values, list):

@@ -1,16 +1,12 @@
-"""Run records: one JSON file per finished run, written atomically under ``<out>/runs/``.
+"""Provenance of a record: the software versions, git commit, time and command it was made with.
 
-A record carries everything needed to trust or redo the number: the resolved config and its
-hash, the seed, package versions and git commit, device, wall time, peak memory, the dataset
-summary, the per-epoch history (with the evaluations done during training) and the final
-metrics (percent).
+What a record *is* lives elsewhere: its fields in :mod:`reid_core.results.record_types`, its
+identities in :mod:`reid_core.results.identity`, its files in :mod:`reid_core.results.store`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import json
 import platform
 import subprocess
 import sys
@@ -23,70 +19,9 @@ import torch
 import torchvision
 
 import reid_core
-from reid_core.utils.io import atomic_write_json
-
-RECORD_FORMAT = 1
-
-
-def make_run_id(config_name: str, seed: int, config_hash: str,
-                data_identity: dict[str, str]) -> str:
-    """The one definition of a training run's identity: ``<name>-seed<seed>-<digest>``.
-
-    ``digest`` covers the config (through its hash) *and* what it ran on (dataset name,
-    protocol, data fingerprint: :meth:`reid_core.data.ReIDData.identity`), so the same config on
-    another dataset tree is another run, never a reused record.
-    """
-    canon = json.dumps({"config": config_hash, "data": data_identity}, sort_keys=True,
-                       separators=(",", ":"))
-    return f"{config_name}-seed{seed}-{hashlib.sha256(canon.encode()).hexdigest()[:12]}"
-
-
-def record_path(out_dir: Path, run_id: str) -> Path:
-    return Path(out_dir) / "runs" / f"{run_id}.json"
-
-
-class RecordError(ValueError):
-    """A record file that is not valid JSON (edited by hand, copied incompletely)."""
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    """A record's contents; an unreadable file is a :class:`RecordError` naming it (records
-    are written atomically, so this is damage from outside: restore it or delete it)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RecordError(f"{path} is not a valid record ({e}); restore it (e.g. from git) "
-                          f"or delete it to re-run that configuration") from None
-    if not isinstance(data, dict):
-        raise RecordError(f"{path} is not a record (expected a JSON object)")
-    return data
-
-
-#: What a finished training run's record must hold to count as finished.
-REQUIRED_KEYS = ("run_id", "config", "final", "history")
-
-
-def find_record(out_dir: Path, run_id: str) -> dict[str, Any] | None:
-    """The finished run's record, or None; a file that is not one is a :class:`RecordError`
-    (never a "finished" run to skip)."""
-    path = record_path(out_dir, run_id)
-    if not path.is_file():
-        return None
-    record = read_record(path)
-    missing = [k for k in REQUIRED_KEYS if k not in record]
-    if missing or record.get("run_id") != run_id:
-        problem = (f"lacks {', '.join(missing)}" if missing
-                   else f"holds run {record.get('run_id')!r}")
-        raise RecordError(f"{path} is not the finished record of {run_id} (it {problem}); "
-                          f"restore it or delete it (or pass --force) to re-run")
-    return record
-
-
-def write_record(out_dir: Path, record: dict[str, Any]) -> Path:
-    path = record_path(out_dir, record["run_id"])
-    atomic_write_json(path, record)
-    return path
+from reid_core.resources import checkout_root
+# Importable from here too: the config-migration tests check run ids through this name.
+from reid_core.results.identity import make_run_id  # noqa: F401
 
 
 #: Packages besides torch/torchvision/numpy whose version can change a result (Pillow decodes
@@ -118,8 +53,13 @@ def _version(package: str) -> str | None:
 
 
 def _git_commit() -> str | None:
+    """The checkout's commit (``-dirty`` with uncommitted changes to tracked files); None for an
+    installed package (its version identifies it; git there would name whatever repository
+    encloses site-packages, if any) or without git."""
+    root = checkout_root()
+    if root is None:
+        return None
     try:
-        root = Path(reid_core.__file__).resolve().parents[1]
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=5, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],

@@ -1,7 +1,8 @@
 """Figures of one or more runs: CMC curves and ranked-list grids, written as PNG.
 
 * :func:`plot_cmc` -- several CMC curves (runs or features) on one figure, R1/R5/R10 in the
-  legend. Drawn with matplotlib on an Agg canvas (no pyplot state, no display needed).
+  legend. Drawn with matplotlib on an Agg canvas (no pyplot state, no display needed:
+  :mod:`reid_core.results.plotting`).
 * :func:`ranked_list_grid` -- one row per query: the query image (neutral grey border), then
   its top-k gallery images with a **green** border when the identity is the query's and a
   **red** one otherwise, the distance under each. Composed pixel by pixel with PIL so the
@@ -30,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from reid_core.metrics.rank import evaluate_rank, evaluate_rank_metrics
+from reid_core.results.plotting import agg_figure, save_png
 from reid_core.utils.io import atomic_save
 
 #: Ranks written into the CMC legend (when the curve is that long).
@@ -83,11 +85,7 @@ def plot_cmc(curves: Mapping[str, Sequence[float]], path: str | Path, *, max_ran
         raise ValueError(f"plot_cmc: max_rank must be >= 1, got {max_rank}")
     checked = {label: _check_cmc(label, c)[:max_rank] for label, c in curves.items()}
 
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=CMC_FIGSIZE, dpi=CMC_DPI, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = agg_figure(CMC_FIGSIZE, dpi=CMC_DPI, layout="constrained")
     ax = fig.add_subplot()
     longest = max(len(c) for c in checked.values())
     for label, curve in checked.items():
@@ -103,10 +101,8 @@ def plot_cmc(curves: Mapping[str, Sequence[float]], path: str | Path, *, max_ran
     ax.set_title(title or "CMC")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    path = Path(path)
     # Fixed size, no bbox_inches="tight": the PNG is always figsize x dpi pixels.
-    atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=CMC_DPI))
-    return path
+    return save_png(fig, path, CMC_DPI)
 
 
 def _check_cmc(label: str, curve: Sequence[float]) -> np.ndarray:

@@ -1,0 +1,162 @@
+"""The header of a metrics report: title, caption, and the facts a reader needs to trust the
+numbers (profile, records, datasets, devices, code version, environment, seeds, initialisation,
+model and schedule, compute, the published protocol), with the warnings above them (smoke scale,
+mixed builds, mixed data versions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reid_core.results.paper_tables import PaperTable
+from reid_core.results.report.cell_values import finite, record_dataset
+from reid_core.results.report.comparison import Comparison, records_in_row_order
+from reid_core.results.report.environment import data_mix_warning
+from reid_core.results.report.markdown import counted
+from reid_core.results.report.selection import DATASET_TO_COLUMN, Selection
+
+__all__ = ["header_lines"]
+
+
+def header_lines(comp: Comparison) -> list[str]:
+    """Title, caption, and the facts a reader needs to trust the numbers."""
+    table, sel = comp.table, comp.selection
+    records = sel.records
+    out = [f"# {table.paper} Table {table.table}: published vs reproduced", "",
+           f"*{table.paper_title}* ({table.paper}), Table {table.table} "
+           f"(`paper_tables/{table.table_id}.yaml`, source `{table.source}`).", "",
+           f"> {table.caption}", ""]
+    if sel.profile == "smoke" and table.rules.retrieval_metrics and records:
+        out += [_smoke_warning(sel), ""]
+    environment = comp.environment
+    out += environment.warning_markdown()
+    out += data_mix_warning(records_in_row_order(comp))
+    run_rows = sorted({r["config_name"] for r in records})
+    out += [
+        f"- **Profile:** {_profile_text(sel)}",
+        f"- **Records:** {len(records)} run record(s) for {len(run_rows)} of "
+        f"{len(table.configs())} reproducible configs",
+        f"- **Dataset(s):** {_datasets_text(comp)}",
+        f"- **Device(s):** {counted(_device_text(r) for r in records)}",
+        f"- **Code version (git commit):** {counted(_commit_text(r) for r in records)}",
+        environment.bullet(),
+        f"- **Finished:** {_date_range(records)}",
+        f"- **Seeds:** {_seeds_text(records)} (per row under *Runs* below)",
+        f"- **Initialisation:** {_init_text(records)}",
+        f"- **Model and schedule:** {counted(_model_text(r) for r in records)}",
+        f"- **Compute:** {_compute_text(records)}",
+        f"- **Protocol (as published):** {_protocol_text(table)}",
+    ]
+    if table.protocol.notes:
+        out.append(f"- **Protocol notes:** {table.protocol.notes}")
+    return out + [""]
+
+
+def _model_text(record: Mapping[str, Any]) -> str:
+    """Backbone, input size, batch and epochs of a run (smoke runs shrink them: say so)."""
+    config = record.get("config")
+    if not isinstance(config, Mapping):
+        return "not recorded"
+    model, data = config.get("model", {}), config.get("data", {})
+    optim = config.get("optim", {})
+    return (f"{model.get('backbone', '?')}, input {data.get('height', '?')}×{data.get('width', '?')}, "
+            f"batch {data.get('batch_size', '?')}, {optim.get('epochs', '?')} epochs")
+
+
+def _smoke_warning(sel: Selection) -> str:
+    return (f"> **Smoke scale: absolute values are NOT comparable.** These runs used the "
+            f"synthetic dataset `{sel.smoke_dataset}`, not the paper's data. Their numbers are "
+            f"lined up under the paper's `{sel.compare_to}` columns only so the rows can be read "
+            f"side by side; Δ (reproduced − published) is therefore not given. What is "
+            f"comparable is the direction of each gain over the baseline: the claim verdicts.")
+
+
+def _profile_text(sel: Selection) -> str:
+    if not sel.records:
+        return "none: no run record matches this table's configs yet"
+    if sel.profile == "smoke":
+        return (f"synthetic smoke (`{sel.smoke_dataset}`, compared against the published "
+                f"`{sel.compare_to}` columns in direction only)")
+    return "real datasets at paper scale (absolute values compared)"
+
+
+def _datasets_text(comp: Comparison) -> str:
+    sel = comp.selection
+    if not sel.records:
+        return "—"
+    names = sorted({record_dataset(r) for r in sel.records})
+    if sel.profile == "smoke":
+        return ", ".join(f"`{n}`" for n in names) + f" → lined up with `{sel.compare_to}`"
+    parts = [f"`{n}` → `{DATASET_TO_COLUMN[n]}` columns" for n in names]
+    return "; ".join(parts)
+
+
+def _device_text(record: Mapping[str, Any]) -> str:
+    device = record.get("device")
+    if not isinstance(device, Mapping):
+        return "unknown"
+    text = str(device.get("type", "unknown"))
+    if device.get("name"):
+        text += f" {device['name']}"
+    if device.get("amp"):
+        text += f" (AMP {device.get('amp_dtype') or ''})".replace(" )", ")")
+    return text
+
+
+def _commit_text(record: Mapping[str, Any]) -> str:
+    versions = record.get("versions")
+    commit = versions.get("git_commit") if isinstance(versions, Mapping) else None
+    if not commit:
+        return "unknown"
+    sha = str(commit).removesuffix("-dirty")
+    return f"`{sha[:12]}`" + (" with uncommitted changes" if sha != str(commit) else "")
+
+
+def _date_range(records: Sequence[Mapping[str, Any]]) -> str:
+    stamps = sorted(str(r["finished_at"]) for r in records if r.get("finished_at"))
+    if not stamps:
+        return "—"
+    return stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} … {stamps[-1]}"
+
+
+def _seeds_text(records: Sequence[Mapping[str, Any]]) -> str:
+    seeds = sorted({r["seed"] for r in records if isinstance(r.get("seed"), int)})
+    return ", ".join(map(str, seeds)) if seeds else "—"
+
+
+def _init_text(records: Sequence[Mapping[str, Any]]) -> str:
+    if not records:
+        return "—"
+    random = [r for r in records if r.get("pretrained") is None]
+    if len(random) == len(records):
+        return (f"all {len(records)} run(s) started from **random initialisation** "
+                f"(`pretrained: null`); no pretrained weights were used")
+    starts = counted(str(r["pretrained"]) for r in records if r.get("pretrained") is not None)
+    if not random:
+        return f"all runs started from pretrained weights: {starts}"
+    return (f"**mixed**: {len(random)} of {len(records)} run(s) from random initialisation "
+            f"(`pretrained: null`), the others from {starts}")
+
+
+def _compute_text(records: Sequence[Mapping[str, Any]]) -> str:
+    if not records:
+        return "—"
+    wall = sum(finite(r.get("wall_time_s")) or 0.0 for r in records)
+    parts = [f"total wall time {wall / 3600:.2f} h" if wall >= 360 else
+             f"total wall time {wall:.0f} s"]
+    for key, label in (("host_rss_peak_mb", "peak host RSS"),
+                       ("cuda_allocated_peak_mb", "peak CUDA allocated")):
+        peaks = [finite(r.get("peak_memory", {}).get(key)) for r in records
+                 if isinstance(r.get("peak_memory"), Mapping)]
+        peaks_f = [p for p in peaks if p is not None]
+        if peaks_f:
+            parts.append(f"{label} {max(peaks_f) / 1024:.1f} GiB")
+    return "; ".join(parts)
+
+
+def _protocol_text(table: PaperTable) -> str:
+    p = table.protocol
+    rerank = "yes" if p.reranking is True else "no" if p.reranking is False else str(p.reranking)
+    return (f"re-ranking: {rerank} · query: {p.query} · CUHK03 split: {p.cuhk03} · "
+            f"CUHK03 boxes: {p.cuhk03_boxes}")

@@ -1,0 +1,202 @@
+"""The Markdown of a metrics report: the paper-layout table, the gains table, the summary
+(claims, rows not run, runs per row, records not used) and the reading notes. The numbers come
+from the comparison frame (:mod:`~reid_core.results.report.comparison`); nothing is computed
+here but text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, Final
+
+import pandas as pd
+
+from reid_core.results.identity import recipe_key
+from reid_core.results.report.cell_values import record_dataset
+from reid_core.results.report.comparison import Comparison, gain_rows, rows_in_order
+from reid_core.results.report.markdown import (
+    column_label, fmt_published, fmt_reproduced, fmt_signed, md_table)
+from reid_core.results.report.metrics_header import header_lines
+from reid_core.results.report.verdicts import (
+    CHECKED, HOLDS, INCONCLUSIVE, NO_BASELINE_RUN, NOT_HOLDS, NOT_RUN, REFERENCE, row_verdict)
+
+__all__ = ["render_markdown"]
+
+
+def _layout_table(comp: Comparison) -> list[str]:
+    """The paper's layout: one block per published column (published / reproduced / Δ)."""
+    with_delta = comp.comparable
+    header = ["Group", "Row"]
+    for column in comp.table.columns:
+        label = column_label(column)
+        header += [f"{label} published", f"{label} reproduced"]
+        if with_delta:
+            header.append(f"{label} Δ")
+    header.append("Verdict")
+    lines: list[list[str]] = []
+    previous_group: str | None = None
+    for row, sub in rows_in_order(comp):
+        group = row.group or ""
+        cells = [group if group != previous_group else "", row.name]
+        previous_group = group
+        for _, line in sub.iterrows():
+            cells.append(fmt_published(line["published"], line["flag"], line["unit"]))
+            if row.reference_only:
+                cells.append(REFERENCE)
+            else:
+                cells.append(fmt_reproduced(line["reproduced"], line["std"], line["n"]))
+            if with_delta:
+                cells.append(fmt_signed(line["delta"]))
+        cells.append(row_verdict(sub))
+        lines.append(cells)
+    return md_table(header, lines, right_from=2, right_to=len(header) - 1)
+
+
+_SYMBOL: Final[dict[str, str]] = {HOLDS: "✓", NOT_HOLDS: "✗", INCONCLUSIVE: "~"}
+
+
+def _gains_table(comp: Comparison) -> list[str]:
+    """Per row and column: published gain / reproduced gain ± se and the cell verdict."""
+    header = ["Row"] + [column_label(c) for c in comp.table.columns]
+    lines = []
+    for row, sub in rows_in_order(comp):
+        if row.reference_only or bool(sub["is_baseline"].iloc[0]):
+            continue
+        cells = [row.name]
+        for _, line in sub.iterrows():
+            paper = fmt_signed(line["published_gain"], 1) or "—"
+            cells.append(f"{paper} / {_fmt_gain(line)}")
+        lines.append(cells)
+    return md_table(header, lines)
+
+
+def _fmt_gain(line: pd.Series) -> str:
+    """The reproduced side of a gains cell."""
+    verdict = line["verdict"]
+    if verdict in (NOT_RUN, NO_BASELINE_RUN):
+        return verdict
+    text = fmt_signed(line["reproduced_gain"])
+    if not math.isnan(line["gain_se"]):
+        text += f" ± {line['gain_se']:.2f}"
+    symbol = _SYMBOL.get(verdict)
+    return f"{text} {symbol} {verdict}" if symbol else f"{text} ({verdict})"
+
+
+
+
+def _summary(comp: Comparison) -> list[str]:
+    """Claims checked / holding, single-seed verdicts, rows not run, runs per row."""
+    table = comp.table
+    out = ["## Summary", ""]
+    if table.rules.retrieval_metrics:
+        out.append(_claims_line(comp))
+    not_run = [row.name for row, sub in rows_in_order(comp)
+               if not row.reference_only and row.config is not None and not (sub["n"] > 0).any()]
+    out.append(f"- **Rows not run** ({len(not_run)}): "
+               + (", ".join(not_run) if not_run else "none"))
+    reference = [row.name for row in table.rows if row.reference_only]
+    if reference:
+        out.append(f"- **Reference-only rows** (other methods, published value only): "
+                   f"{', '.join(reference)}")
+    out += ["", "### Runs", ""] + _runs_lines(comp)
+    if comp.selection.ignored:
+        out += ["", "### Records not used", ""]
+        out += [f"- `{run_id}`: {reason}" for run_id, reason in comp.selection.ignored]
+    return out + [""]
+
+
+def _claims_line(comp: Comparison) -> str:
+    frame = comp.frame
+    checked = frame[frame["verdict"].isin(CHECKED)]
+    counts = Counter(checked["verdict"])
+    base = comp.table.baseline_row
+    if base is None:
+        return "- **Claims checked:** none (the table names no baseline row)"
+    single = checked[checked["gain_se"].isna()]
+    text = (f"- **Claims checked:** {len(checked)} (row × column cells where both the published "
+            f"and the reproduced gain over {base} exist): {counts[HOLDS]} hold, "
+            f"{counts[NOT_HOLDS]} do not hold, {counts[INCONCLUSIVE]} inconclusive")
+    if len(single):
+        text += (f". {len(single)} of these rest on a single seed of the row or the baseline "
+                 f"(sign only, no noise estimate)")
+    return text + "."
+
+
+def _runs_lines(comp: Comparison) -> list[str]:
+    """One bullet per row that has records: config, and per dataset the seeds and recipe.
+
+    The recipe is :func:`~reid_core.results.identity.recipe_key` (the config identity without
+    its seed, and the data; ``config_hash`` covers the seed too, so it differs between the
+    seeds of one recipe).
+    """
+    out = []
+    for row in comp.table.rows:
+        mine = [r for r in comp.selection.records if r.get("config_name") == row.config]
+        if mine:
+            parts = [_dataset_runs(name, [r for r in mine if record_dataset(r) == name])
+                     for name in sorted({record_dataset(r) for r in mine})]
+            out.append(f"- {row.name} (`{row.config}`): " + "; ".join(parts))
+    return out or ["- no run records for this table yet"]
+
+
+def _dataset_runs(name: str, records: list[dict[str, Any]]) -> str:
+    """``cuhk03np-labeled: seeds 0, 1 (2 records, recipe `ab12...`)``."""
+    seeds = sorted(str(r.get("seed")) for r in records)
+    recipes = sorted({key for r in records if (key := recipe_key(r)) is not None})
+    plural = "s" if len(seeds) > 1 else ""
+    recipe = f", recipe `{', '.join(recipes)}`" if recipes else ""
+    return f"{name}: seed{plural} {', '.join(seeds)} ({len(seeds)} record{plural}{recipe})"
+
+
+def _notes(comp: Comparison) -> list[str]:
+    """Legend, verdict rule, and the notes of reconstructed / annotated published cells."""
+    out = ["## Reading this report", "",
+           "- **published**: as printed in the paper. † = reconstructed from damaged extraction "
+           "text (see the cell notes below); — (missing) = the paper gives no number.",
+           "- **reproduced**: mean ± sample std over the run records (one per seed), n = "
+           "number of records; *not run* = no record for the row's config (never shown as 0)."]
+    if comp.comparable:
+        out.append("- **Δ** = reproduced − published, in the table's unit.")
+    else:
+        out.append("- **Δ** is not given: smoke-scale values are not comparable in absolute "
+                   "terms with the published ones.")
+    if gain_rows(comp):
+        out += [
+            f"- **Gains** are over the baseline row ({comp.table.baseline_row}), same column: "
+            "published = published(row) − published(baseline), reproduced = mean(row) − "
+            "mean(baseline), ± its standard error sqrt(s_row²/n_row + s_base²/n_base) when "
+            "both rows have ≥ 2 seeds.",
+            "- **Verdict** per cell: *holds* (✓) when the reproduced gain has the published "
+            "gain's sign, *does not hold* (✗) otherwise; *inconclusive* (~) when |reproduced "
+            "gain| ≤ its standard error. The row verdict summarises its cells.",
+        ]
+    cell_notes = [(row.name, column_label(col), cell.flag, cell.note)
+                  for row in comp.table.rows for col, cell in zip(comp.table.columns, row.cells)
+                  if cell.note]
+    if cell_notes:
+        out += ["", "### Published cell notes", ""]
+        out += [f"- {'† ' if flag == 'reconstructed' else ''}{row} / {col} ({flag}): {note}"
+                for row, col, flag, note in cell_notes]
+    row_notes = [(row.name, row.note) for row in comp.table.rows if row.note]
+    if row_notes:
+        out += ["", "### Row notes", ""] + [f"- {name}: {note}" for name, note in row_notes]
+    return out + [""]
+
+
+
+def render_markdown(comp: Comparison, values_png: str, gains_png: str | None) -> str:
+    """The report's Markdown text (plots referenced by relative file names)."""
+    table = comp.table
+    out = header_lines(comp)
+    out += ["## Table (paper layout)", ""] + _layout_table(comp) + [""]
+    if gain_rows(comp):
+        out += [f"## Gains over the baseline ({table.baseline_row})", "",
+                "Each cell: published gain / reproduced gain (± standard error) and verdict.", ""]
+        out += _gains_table(comp) + [""]
+    out += _summary(comp)
+    out += ["## Plots", "", f"![published vs reproduced]({values_png})", ""]
+    if gains_png is not None:
+        out += [f"![gains over the baseline]({gains_png})", ""]
+    out += _notes(comp)
+    return "\n".join(out).rstrip() + "\n"
