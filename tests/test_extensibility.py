@@ -158,3 +158,32 @@ def test_every_loss_term_has_option_dataclass_defaults():
         spec = LOSS_TERMS.get(name)
         assert dataclasses.is_dataclass(spec.options), name
         spec.options()  # every option has a default
+
+
+def test_training_batches_carry_the_configured_annotations_and_views(synthetic_cache):
+    from reid_core.app.experiment import load_data
+    from reid_core.app.training import training_dataset
+    from reid_core.data.batch import IMG, KEYPOINTS, MASK, VIEWS
+    from reid_core.engine.loader import EpochLoader
+
+    raw = {**TOY, "data": {**TOY["data"], "annotations": ["mask", "keypoints"],
+                           "views": {"low": [16, 8]}}}
+    cfg = config_from_dict(raw)
+    data = load_data(cfg, synthetic_cache)
+    dataset = training_dataset(data.train, cfg, data.root)
+    loader = EpochLoader(dataset, data.train, batch_size=16, num_instances=4, seed=0)
+    batch = next(iter(loader(0)))
+    assert batch[IMG].shape == (16, 3, 32, 16)
+    assert batch[MASK].shape == (16, 1, 32, 16) and set(batch[MASK].unique().tolist()) <= {0, 1}
+    assert batch[KEYPOINTS].shape == (16, 17, 3)
+    assert batch[VIEWS]["low"].shape == (16, 3, 16, 8)
+    # The same config without them has the same identity as before they existed.
+    assert config_from_dict(TOY).config_hash() == config_from_dict(
+        {**TOY, "data": {**TOY["data"], "annotations": [], "views": {}}}).config_hash()
+
+
+def test_bad_views_and_annotations_name_the_key():
+    with pytest.raises(ConfigError, match=r"data\.views\.low: must be \[height, width\]"):
+        config_from_dict({**TOY, "data": {**TOY["data"], "views": {"low": [16]}}})
+    with pytest.raises(ConfigError, match=r"data\.annotations\[0\]: 'masks' is not one of"):
+        config_from_dict({**TOY, "data": {**TOY["data"], "annotations": ["masks"]}})

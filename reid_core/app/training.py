@@ -12,9 +12,10 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from reid_core.config import RunConfig
+from reid_core.config import ConfigError, RunConfig
 from reid_core.data.base import ImageItem
 from reid_core.data.image_dataset import ImageDataset, cache_decoded
+from reid_core.data.sidecars import MarketSidecars
 from reid_core.data.transforms import build_train_transform
 from reid_core.engine.checkpoint import RunClock
 from reid_core.engine.hooks import (
@@ -39,6 +40,7 @@ def train(
     on_step: StepHook | None = None,
     clock: RunClock | None = None,
     extra_hooks: Sequence[Hook] = (),
+    sidecar_root: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``train_items`` for ``cfg.optim.epochs`` epochs; return the history.
 
@@ -51,6 +53,7 @@ def train(
         clock: the attempt id and wall time stored in every checkpoint (default: a fresh
             attempt); when resuming it continues the checkpoint's attempt.
         extra_hooks: more hooks, run after the evaluation and before the log and checkpoint.
+        sidecar_root: the dataset directory whose sidecar files hold ``data.annotations``.
     """
     console = console or Console()
     clock = clock or RunClock.fresh()
@@ -60,9 +63,7 @@ def train(
     objective = build_objective(cfg.loss, model)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)
-    dataset = ImageDataset(train_items, build_train_transform(cfg.data),
-                           cache=cache_decoded(len(train_items), cfg.data.workers),
-                           dataset=cfg.data.dataset)
+    dataset = training_dataset(train_items, cfg, sidecar_root)
     loader = EpochLoader(dataset, train_items, batch_size=cfg.data.batch_size,
                          num_instances=cfg.data.num_instances, seed=cfg.seed,
                          workers=cfg.data.workers, pin_memory=device.is_cuda)
@@ -74,6 +75,29 @@ def train(
               Checkpointer(checkpoint, cfg.config_hash(), clock, resume=resume, console=console)]
     return fit(model, loader, objective, optimizer, scheduler, device=device,
                epochs=cfg.optim.epochs, scaler=device.grad_scaler(), hooks=hooks)
+
+
+def training_dataset(items: Sequence[ImageItem], cfg: RunConfig,
+                     sidecar_root: Path | None = None) -> ImageDataset:
+    """The training images with ``cfg.data``'s augmentation, annotations and extra views.
+
+    Raises:
+        ConfigError: ``data.annotations`` are asked for without a dataset directory.
+        SidecarError: the first image's annotations cannot be read (checked here, before
+            any training, with the file named).
+    """
+    sidecars = None
+    if cfg.data.annotations:
+        if sidecar_root is None:
+            raise ConfigError("data.annotations: the training data has no directory to read "
+                              "sidecar files from")
+        sidecars = MarketSidecars(sidecar_root, cfg.data.annotations)
+        if items:
+            sidecars.load(items[0][0])
+    views = {name: (h, w) for name, (h, w) in cfg.data.views.items()} or None
+    return ImageDataset(items, build_train_transform(cfg.data),
+                        cache=cache_decoded(len(items), cfg.data.workers),
+                        dataset=cfg.data.dataset, sidecars=sidecars, views=views)
 
 
 def check_objective(cfg: RunConfig, model: nn.Module) -> Objective:

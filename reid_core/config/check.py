@@ -255,6 +255,11 @@ def _check_ranges(cfg: RunConfig) -> None:
         (_above if strict else _at_least)(cfg, dotted, low)
     for dotted, below_one in PROBABILITIES:
         _probability(cfg, dotted, below_one=below_one)
+    for name, size in cfg.data.views.items():
+        _need(len(size) == 2 and all(v >= 1 for v in size), f"data.views.{name}",
+              "[height, width], two integers >= 1", size)
+    repeated = sorted({a for a in cfg.data.annotations if cfg.data.annotations.count(a) > 1})
+    _need(not repeated, "data.annotations", "a list of distinct annotations", cfg.data.annotations)
     for i, term in enumerate(cfg.loss.terms):
         _need(term.weight >= 0, f"loss.terms[{i}].weight", ">= 0", term.weight)
     bad = [m for m in cfg.optim.milestones if m < 1]

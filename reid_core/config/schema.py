@@ -38,6 +38,13 @@ class DataConfig:
     erasing_value: list[float] = field(default_factory=lambda: [0.4914, 0.4822, 0.4465])
     #: Which of a dataset's standard splits to use (CUHK03 classic: 0-19); others ignore it.
     split: int = field(default=0, metadata=ADDED)
+    #: Per-image annotations added to every training batch, read from the dataset's sidecar
+    #: files (``reid_core.data.sidecars``): ``mask`` (person mask), ``keypoints`` (COCO-17).
+    #: They follow the image through every augmentation (DAAF's decoders train on them).
+    annotations: list[Literal["mask", "keypoints"]] = field(default_factory=list, metadata=ADDED)
+    #: Extra resolutions of every (augmented) training image, ``{name: [height, width]}``,
+    #: in the batch under ``views`` (SAG feeds a second resolution through a shared trunk).
+    views: dict[str, list[int]] = field(default_factory=dict, metadata=ADDED)
 
 
 @dataclass
