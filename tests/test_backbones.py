@@ -10,7 +10,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from reid_core.config import AttentionConfig, ConfigError, ModelConfig
-from reid_core.config.names import TEST_FEATURES
+from reid_core.config.names import declared_features
 from reid_core.models import (
     AUX_LOGITS, HEADS, LOGITS, PART_LOGITS, Backbone, ReIDModel, StageSpec, WeightMismatchError,
     available_backbones, build_backbone, build_model, insert_attention, load_state_strict)
@@ -231,7 +231,7 @@ def test_heads_declare_what_they_produce():
     assert HEADS.names() == ["bnneck", "pcb", "pcb_rpp"]
     for name in HEADS.names():
         head = HEADS.get(name).head
-        assert set(head.feature_names) <= set(TEST_FEATURES), name
+        assert set(head.feature_names) <= set(declared_features()), name
         assert head.metric_feature in head.feature_names, name
     assert HEADS.get("bnneck").head.backbone_includes_hooks
     assert not HEADS.get("pcb").head.backbone_includes_hooks

@@ -17,11 +17,13 @@ from torch import nn
 
 from reid_core.app.experiment import run_experiment
 from reid_core.config import ConfigError, config_from_dict
-from reid_core.config.names import declared_features, register_test_feature
+from reid_core.config.names import (
+    declared_features, register_test_feature, unregister_test_feature)
 from reid_core.data.batch import PID
 from reid_core.losses import LOSS_TERMS, register_term
 from reid_core.models import (
-    HEADS, LOGITS, Backbone, Head, ModelOutput, StageSpec, register_backbone, register_head)
+    BACKBONES, HEADS, LOGITS, Backbone, Head, ModelOutput, StageSpec, register_backbone,
+    register_head)
 
 
 # --- a toy backbone: two conv stages --------------------------------------------------------
@@ -42,7 +44,6 @@ class ToyBackbone(Backbone):
         return F.relu(getattr(self, name)(x))
 
 
-@register_backbone("toy_convnet")
 def toy_convnet(last_stride: int = 1, pretrained: str | None = None) -> ToyBackbone:
     assert pretrained is None
     return ToyBackbone(last_stride)
@@ -50,7 +51,7 @@ def toy_convnet(last_stride: int = 1, pretrained: str | None = None) -> ToyBackb
 
 # --- a toy head: GAP -> embedding -> classifier ---------------------------------------------
 
-EMBEDDING = register_test_feature("toy_embedding", "the toy head's embedding (test only)")
+EMBEDDING = "toy_embedding"
 
 
 @dataclasses.dataclass
@@ -62,7 +63,6 @@ class ToyHeadOptions:
             raise ConfigError(f"dim: must be >= 1, got {self.dim}")
 
 
-@register_head("toy_head", ToyHeadOptions)
 class ToyHead(Head):
     feature_names = (EMBEDDING,)
     metric_feature = EMBEDDING
@@ -95,13 +95,27 @@ class NormOptions:
     target: float = 1.0
 
 
-@register_term("toy_norm", NormOptions)
 def toy_norm(options: NormOptions, model: nn.Module):
     def term(outputs: ModelOutput, batch) -> torch.Tensor:
         norms = outputs.features[EMBEDDING].norm(dim=1)
         assert len(batch[PID]) == len(norms)  # terms see the batch dict
         return ((norms - options.target) ** 2).mean()
     return term
+
+
+@pytest.fixture(autouse=True, scope="module")
+def toy_plugins():
+    """Register the toy parts as a plug-in would (the public decorators), for this module only:
+    other tests see the suite's registries as they are."""
+    register_backbone("toy_convnet")(toy_convnet)
+    register_test_feature(EMBEDDING, "the toy head's embedding (test only)")
+    register_head("toy_head", ToyHeadOptions)(ToyHead)
+    register_term("toy_norm", NormOptions)(toy_norm)
+    yield
+    BACKBONES.unregister("toy_convnet")
+    HEADS.unregister("toy_head")
+    LOSS_TERMS.unregister("toy_norm")
+    unregister_test_feature(EMBEDDING)
 
 
 TOY = {

@@ -250,7 +250,8 @@ def run_experiment(
                       f"from scratch")
     clock = RunClock.fresh()  # fit continues the checkpoint's attempt when resuming
     history = train(model, data.train, cfg, settings, paths.checkpoint, resume=resuming,
-                    evaluate=evaluator, console=console, on_step=on_step, clock=clock)
+                    evaluate=evaluator, console=console, on_step=on_step, clock=clock,
+                    sidecar_root=Path(data.root))
     final = evaluator(model)
     run_state = clock.state(cfg.optim.epochs)
 

@@ -109,7 +109,8 @@ def select_rows(table: PaperTable, wanted: Sequence[str] | None) -> list[str]:
     return chosen
 
 
-def build_parser(table_id: str, description: str, prog: str | None = None) -> argparse.ArgumentParser:
+def build_parser(table_id: str, description: str,
+                 prog: str | None = None) -> argparse.ArgumentParser:
     """The flags of a reproduce run (``prog`` defaults to ``reproduce <table_id>``, what the
     scripts in ``reproduce/`` print; ``python -m reid_core reproduce`` passes its own)."""
     p = argparse.ArgumentParser(prog=prog or f"reproduce {table_id}", description=description)

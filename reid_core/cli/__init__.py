@@ -12,7 +12,6 @@ Commands:
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -45,7 +44,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     # ``command.run`` is looked up now (not bound at parser build): tests replace it.
     return run_guarded(lambda: command.run(args, console), console)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

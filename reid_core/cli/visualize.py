@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from reid_core.cli import options
+from reid_core.config.names import declared_features
 from reid_core.cli.errors import EXIT_USER_ERROR, print_error
 
 NAME = "visualize"
@@ -23,8 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="run id (or unique prefix, e.g. rga_sc-seed0) or path to a run record")
     options.add_runs_dir(p)
     options.add_out(p, "results/figures", "directory for the PNG files")
-    p.add_argument("--feature", default=None, choices=("after_bn", "before_bn"),
-                   help="feature to rank with (default: each record's primary feature)")
+    p.add_argument("--feature", default=None, choices=declared_features(),
+                   help="feature to rank with, one of the run's head's (default: each "
+                        "record's primary feature)")
     p.add_argument("--top-k", type=options.positive_int, default=10,
                    help="gallery images per ranked list")
     p.add_argument("--queries", type=options.positive_int, default=8,

@@ -16,6 +16,8 @@ TEST_FEATURE_DOCS: dict[str, str] = {
     "parts_reduced": "PCB: the P reduced part features (after 1x1 conv, BN, ReLU), each L2-normalised",
 }
 
+_CORE_FEATURES = frozenset(TEST_FEATURE_DOCS)
+
 
 def register_test_feature(name: str, doc: str) -> str:
     """Declare test feature ``name`` (what it is: ``doc``); returns ``name``.
@@ -27,6 +29,13 @@ def register_test_feature(name: str, doc: str) -> str:
         raise KeyError(f"test feature {name!r} is declared already: {TEST_FEATURE_DOCS[name]}")
     TEST_FEATURE_DOCS[name] = doc
     return name
+
+
+def unregister_test_feature(name: str) -> None:
+    """Remove a name declared with :func:`register_test_feature` (a plug-in's, for one test)."""
+    if name in _CORE_FEATURES:
+        raise KeyError(f"test feature {name!r} belongs to the suite's heads")
+    TEST_FEATURE_DOCS.pop(name)
 
 
 def declared_features() -> tuple[str, ...]:

@@ -29,6 +29,10 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` (e.g. a plug-in registered for one test) and return its object."""
+        return self._items.pop(name)
+
     def names(self) -> list[str]:
         return sorted(self._items)
 
