@@ -50,17 +50,17 @@ def cross_entropy(options: CrossEntropyOptions, model: nn.Module) -> LossTerm:
     return term
 
 
-@register_term("part_ce", CrossEntropyOptions, needs=(PART_LOGITS,))
-def part_cross_entropy(options: CrossEntropyOptions, model: nn.Module) -> LossTerm:
-    def term(outputs: ModelOutput, batch: Mapping[str, Any]) -> torch.Tensor:
-        return summed_cross_entropy(outputs.train[PART_LOGITS], batch[PID],
-                                    options.label_smoothing)
-    return term
+def _summed_over(output: str):
+    """The builder of a term summing the cross-entropies of the logits list ``output``."""
+    def build(options: CrossEntropyOptions, model: nn.Module) -> LossTerm:
+        def term(outputs: ModelOutput, batch: Mapping[str, Any]) -> torch.Tensor:
+            return summed_cross_entropy(outputs.train[output], batch[PID],
+                                        options.label_smoothing)
+        return term
+    return build
 
 
-@register_term("deep_supervision", CrossEntropyOptions, needs=(AUX_LOGITS,))
-def deep_supervision(options: CrossEntropyOptions, model: nn.Module) -> LossTerm:
-    def term(outputs: ModelOutput, batch: Mapping[str, Any]) -> torch.Tensor:
-        return summed_cross_entropy(outputs.train[AUX_LOGITS], batch[PID],
-                                    options.label_smoothing)
-    return term
+part_cross_entropy = register_term("part_ce", CrossEntropyOptions, needs=(PART_LOGITS,))(
+    _summed_over(PART_LOGITS))
+deep_supervision = register_term("deep_supervision", CrossEntropyOptions, needs=(AUX_LOGITS,))(
+    _summed_over(AUX_LOGITS))
