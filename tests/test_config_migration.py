@@ -13,7 +13,7 @@ from reid_core.config import ConfigError, config_from_dict
 from reid_core.config.migrate import LossConfigV1, legacy_loss_view
 from reid_core.losses.cross_entropy import CrossEntropyOptions
 from reid_core.losses.triplet import TripletOptions
-from reid_core.results.records import make_run_id
+from reid_core.results.identity import make_run_id
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,3 +98,59 @@ def test_term_defaults_are_format1_defaults():
 def test_bad_loss_sections_name_the_key(loss, pattern):
     with pytest.raises(ConfigError, match=rf"^src: {pattern}"):
         config_from_dict({"name": "x", "loss": loss}, "src")
+
+
+def test_an_inert_format1_weight_keeps_its_identity():
+    # Format 1 hashed deep_supervision_weight != 1 even when the model had no deep supervision
+    # (where it had no effect): the migration keeps it, for the identity only.
+    import hashlib
+    import json as _json
+    from reid_core.config.schema import hash_view
+
+    raw = {"name": "x", "loss": {"deep_supervision_weight": 0.5}}
+    cfg = config_from_dict(raw)
+    assert [t.name for t in cfg.loss.terms] == ["ce", "triplet"] and cfg.loss.inert
+    view = hash_view(config_from_dict({"name": "x"}))
+    view["loss"] = {"ce_weight": 1.0, "label_smoothing": 0.1, "triplet_weight": 1.0,
+                    "triplet_margin": 0.3, "deep_supervision_weight": 0.5}
+    format1 = hashlib.sha256(_json.dumps(view, sort_keys=True, separators=(",", ":"))
+                             .encode()).hexdigest()[:12]
+    assert cfg.config_hash() == format1 != config_from_dict({"name": "x"}).config_hash()
+    assert config_from_dict(cfg.to_dict()).config_hash() == format1
+
+
+def test_default_valued_triplet_feature_is_the_same_config():
+    base = config_from_dict({"name": "x"})
+    same = config_from_dict({"name": "x", "loss": {"terms": [
+        {"name": "ce"}, {"name": "triplet", "options": {"feature": None}}]}})
+    assert same.config_hash() == base.config_hash()
+
+
+def test_format2_pcb_configs_are_not_renamed():
+    raw = {"name": "x", "model": {"name": "pcb"}, "eval": {"features": ["before_bn"]},
+           "loss": {"terms": [{"name": "part_ce"}]}}
+    assert config_from_dict(raw).eval.features == ["before_bn"]  # the model build rejects it
+
+
+def test_format1_histories_name_terms_and_features_as_format2():
+    from reid_core.config.migrate import migrate_history
+
+    old = [{"epoch": 1, "loss": 3.0, "ce": 2.0, "aux": 1.0,
+            "eval": {"before_bn": {"R1": 1.0}, "after_bn": {"R1": 2.0}}}]
+    assert migrate_history(old, {"name": "pcb_rpp"}) == [
+        {"epoch": 1, "loss": 3.0, "part_ce": 2.0, "deep_supervision": 1.0,
+         "eval": {"parts_pooled": {"R1": 1.0}, "parts_reduced": {"R1": 2.0}}}]
+    assert migrate_history(old, {"name": "bnneck"})[0]["ce"] == 2.0
+
+
+def test_committed_pcb_records_read_with_format2_names():
+    from reid_core.results.store import read_record
+
+    paths = [p for p in committed_records() if '"pcb' in (text := p.read_text())
+             and '"history"' in text and (REPO / "results" / "runs") in p.parents]
+    assert paths
+    for path in paths:
+        rec = read_record(path)
+        for entry in rec["history"]:
+            assert "aux" not in entry and "ce" not in entry and "part_ce" in entry
+        assert set(rec["final"]) <= {"parts_pooled", "parts_reduced"}

@@ -201,3 +201,13 @@ def test_bad_views_and_annotations_name_the_key():
         config_from_dict({**TOY, "data": {**TOY["data"], "views": {"low": [16]}}})
     with pytest.raises(ConfigError, match=r"data\.annotations\[0\]: 'masks' is not one of"):
         config_from_dict({**TOY, "data": {**TOY["data"], "annotations": ["masks"]}})
+
+
+def test_annotation_names_are_the_sidecar_keys():
+    import typing
+
+    from reid_core.config import DataConfig
+    from reid_core.data.sidecars import SIDECAR_KEYS
+
+    (literal,) = typing.get_args(typing.get_type_hints(DataConfig)["annotations"])
+    assert typing.get_args(literal) == SIDECAR_KEYS

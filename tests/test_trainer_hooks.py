@@ -133,3 +133,26 @@ def test_evaluation_and_log_hooks():
 def test_a_zero_weight_term_is_not_computed():
     model, objective, *_ = setup([LossTermConfig("ce", 1.0), LossTermConfig("triplet", 0.0)])
     assert objective.names == ["ce"]
+
+
+def test_resuming_a_format1_checkpoint_renames_its_history(tmp_path):
+    from reid_core.config.migrate import migrate_history
+    from reid_core.engine.checkpoint import RunClock
+    from reid_core.engine.hooks import Checkpointer
+
+    model, objective, opt, sched = setup()
+    path = Path(tmp_path) / "last.pt"
+    saver = Checkpointer(path, "h", RunClock.fresh(), resume=False)
+    fit(model, batches, objective, opt, sched, device=resolve_device("cpu"), epochs=1,
+        hooks=[saver])
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["format_version"] = 1  # as written before the objective became data
+    ckpt["history"][0]["aux"] = 0.5
+    torch.save(ckpt, path)
+    model, objective, opt, sched = setup()
+    resumer = Checkpointer(path, "h", RunClock.fresh(), resume=True,
+                           console=Console(file=io.StringIO()),
+                           migrate_history=lambda h: migrate_history(h, {"name": "bnneck"}))
+    hist = fit(model, batches, objective, opt, sched, device=resolve_device("cpu"), epochs=2,
+               hooks=[resumer])
+    assert hist[0]["deep_supervision"] == 0.5 and "aux" not in hist[0] and len(hist) == 2

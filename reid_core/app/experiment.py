@@ -24,7 +24,8 @@ from reid_core.data.check import check_openable
 from reid_core.engine.checkpoint import (
     RunClock, attempt_of, finalize, read_checkpoint)
 from reid_core.engine.trainer import NonFiniteLossError, StepHook
-from reid_core.app.training import check_objective, train
+from reid_core.app.training import train
+from reid_core.losses import build_objective
 from reid_core.metrics.evaluator import RetrievalEvaluator
 from reid_core.models import WeightMismatchError, build_model
 from reid_core.results.identity import make_run_id
@@ -117,7 +118,7 @@ def check_buildable(cfg: RunConfig) -> None:
     model = build_model(dataclasses.replace(cfg.model, pretrained=None), 2,
                         (cfg.data.height, cfg.data.width))
     check_eval_features(cfg, model.head.feature_names)
-    check_objective(cfg, model)  # loss.terms: known, valid options, fed by this model
+    build_objective(cfg.loss, model)  # loss.terms: known, valid options, fed by this model
 
 
 def check_eval_features(cfg: RunConfig, valid: tuple[str, ...]) -> None:

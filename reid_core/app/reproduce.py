@@ -212,6 +212,3 @@ def _summary(table_id: str, records: list[dict[str, Any]], seconds: float) -> Ta
                   f"{r.get('wall_time_s', 0):.0f}")
     return t
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(sys.argv[1]))

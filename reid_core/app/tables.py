@@ -108,7 +108,7 @@ def count_parameters_row(cfg: RunConfig, args: argparse.Namespace,
     """Build the row's model (random init) and count its parameters; nothing is trained.
 
     The model is built for the *paper* input size of ``cfg`` with a ``CUHK03_TRAIN_IDS``-way
-    classifier; the count includes the BNNeck and the classifier.
+    classifier; the count is of the whole model, head and classifier included.
     """
     model = _untrained_model(cfg, CUHK03_TRAIN_IDS)
     params = sum(p.numel() for p in model.parameters())

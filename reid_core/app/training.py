@@ -4,6 +4,7 @@ collaborators (dataset, per-epoch loader, objective, optimizer, scheduler, hooks
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from rich.console import Console
 from torch import nn
 
 from reid_core.config import ConfigError, RunConfig
+from reid_core.config.migrate import migrate_history
 from reid_core.data.base import ImageItem
 from reid_core.data.image_dataset import ImageDataset, cache_decoded
 from reid_core.data.sidecars import MarketSidecars
@@ -23,7 +25,7 @@ from reid_core.engine.hooks import (
 from reid_core.engine.loader import EpochLoader
 from reid_core.engine.optim import build_optimizer, build_scheduler
 from reid_core.engine.trainer import Hook, StepHook, fit
-from reid_core.losses import Objective, build_objective
+from reid_core.losses import build_objective
 from reid_core.utils.device import DeviceSettings
 
 
@@ -67,12 +69,14 @@ def train(
     loader = EpochLoader(dataset, train_items, batch_size=cfg.data.batch_size,
                          num_instances=cfg.data.num_instances, seed=cfg.seed,
                          workers=cfg.data.workers, pin_memory=device.is_cuda)
+    model_section = dataclasses.asdict(cfg.model)
     hooks: list[Hook] = [EpochSwitch(), NonFiniteGuard(checkpoint)]
     if on_step is not None:
         hooks.append(StepCallback(on_step))
     hooks += [Evaluation(evaluate, cfg.eval.every), *extra_hooks,
               ConsoleLog(console, objective.names),
-              Checkpointer(checkpoint, cfg.config_hash(), clock, resume=resume, console=console)]
+              Checkpointer(checkpoint, cfg.config_hash(), clock, resume=resume, console=console,
+                           migrate_history=lambda h: migrate_history(h, model_section))]
     return fit(model, loader, objective, optimizer, scheduler, device=device,
                epochs=cfg.optim.epochs, scaler=device.grad_scaler(), hooks=hooks)
 
@@ -98,9 +102,3 @@ def training_dataset(items: Sequence[ImageItem], cfg: RunConfig,
     return ImageDataset(items, build_train_transform(cfg.data),
                         cache=cache_decoded(len(items), cfg.data.workers),
                         dataset=cfg.data.dataset, sidecars=sidecars, views=views)
-
-
-def check_objective(cfg: RunConfig, model: nn.Module) -> Objective:
-    """The run's objective for ``model``, or a ConfigError naming the bad ``loss.terms`` entry
-    (used before any data is loaded)."""
-    return build_objective(cfg.loss, model)

@@ -7,9 +7,22 @@ turn a bad value into an argparse usage error (exit 2, the usage line, no traceb
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from reid_core.resources import default_results_dir
+from reid_core.results.store import REPORTS, RUNS
+
+
+def results_path(*parts: str) -> str:
+    """A default path under the results root every command shares (``train`` and ``reproduce``
+    write there, ``report`` / ``visualize`` / ``evaluate`` read there): the checkout's
+    ``results/``, or ``./results`` for an installed package (:mod:`reid_core.resources`)."""
+    return str(Path(default_results_dir(), *parts))
+
 
 #: Where ``train`` writes and ``report`` / ``visualize`` / ``evaluate`` read run records.
-RUNS_DIR = "results/runs"
+RUNS_DIR = results_path(RUNS)
+REPORTS_DIR = results_path(REPORTS)
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

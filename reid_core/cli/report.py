@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(NAME, help="published vs reproduced report of one paper table")
     p.add_argument("table_id", metavar="table-id", help="paper table id, e.g. rga_table1")
     options.add_runs_dir(p)
-    options.add_out(p, "results/reports", "directory for the report")
+    options.add_out(p, options.REPORTS_DIR, "directory for the report")
     p.add_argument("--dataset", default=None,
                    help="only use records on this dataset (e.g. cuhk03np-labeled, synthetic)")
     p.add_argument("--profile", default=None, choices=("smoke", "paper"),

@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(NAME, help="train and evaluate one config")
     p.add_argument("--config", required=True, help="YAML config file")
     options.add_data_root(p, help="dataset root (default: synthetic cache)")
-    options.add_out(p, "results",
+    options.add_out(p, options.results_path(),
                     "output root: records in OUT/runs, checkpoints in OUT/checkpoints")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--force", action="store_true", help="re-run even if a record exists")

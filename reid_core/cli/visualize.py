@@ -19,11 +19,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         NAME, help="CMC curves and ranked-list images of finished runs",
         description="Write OUT/<run_id>_cmc.png and OUT/<run_id>_ranked.png per run (and "
                     "OUT/<combined-name>.png for several runs). Ranked lists need the run's "
-                    "checkpoint (<runs>/../checkpoints/<run_id>/last.pt).")
+                    "checkpoint (<runs>/../checkpoints/<run_id>/final.pt).")
     p.add_argument("runs_given", nargs="+", metavar="RUN",
                    help="run id (or unique prefix, e.g. rga_sc-seed0) or path to a run record")
     options.add_runs_dir(p)
-    options.add_out(p, "results/figures", "directory for the PNG files")
+    options.add_out(p, options.results_path("figures"), "directory for the PNG files")
     p.add_argument("--feature", default=None, choices=declared_features(),
                    help="feature to rank with, one of the run's head's (default: each "
                         "record's primary feature)")

@@ -142,7 +142,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> RunConfig
 
 
 #: A run name is a file-name component of its records and checkpoints (the run id, see
-#: ``reid_core.results.records.make_run_id``): letters, digits and ``._+-``, not starting with
+#: ``reid_core.results.identity.make_run_id``): letters, digits and ``._+-``, not starting with
 #: a dot, so never a path or ``.``/``..``.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 

@@ -49,17 +49,18 @@ class DataConfig:
 
 @dataclass
 class AttentionConfig:
-    """Attention modules inserted after ResNet stages (``reid_core.models.attention``)."""
+    """Attention modules inserted after backbone stages (``reid_core.models.attention``)."""
 
     name: str  #: registry name, see ``reid_core.models.attention.available_attention()``
     #: Backbone stages (by the backbone's stage names, checked when the model is built) that get
-    #: one module each, after the stage; the default is ResNet's four stages (RGA).
+    #: one module each, after the stage; the default is ResNet's four stages (RGA): other
+    #: backbones name theirs (DenseNet-121: ``denseblock1`` .. ``denseblock4``).
     stages: list[str] = field(
         default_factory=lambda: ["layer1", "layer2", "layer3", "layer4"])
     #: Keyword options of the module builder (validated by the builder itself).
     options: dict[str, Any] = field(default_factory=dict)
     #: Deep supervision (CSA): a GAP -> linear identity classifier on the output of every
-    #: attention stage, trained with cross-entropy weighted by ``loss.deep_supervision_weight``.
+    #: attention stage, trained by the ``deep_supervision`` loss term (``loss.terms``).
     deep_supervision: bool = field(default=False, metadata=ADDED)
 
 
@@ -104,6 +105,9 @@ class LossConfig:
     (:mod:`reid_core.config.migrate`)."""
 
     terms: list[LossTermConfig] = field(default_factory=_bot_terms)
+    #: Format-1 settings that had no effect, kept only so that the migrated config keeps its
+    #: identity (``reid_core.config.migrate``); never set it by hand.
+    inert: dict[str, Any] = field(default_factory=dict, metadata=ADDED)
 
     def term(self, name: str) -> LossTermConfig:
         """The (first) term called ``name``."""

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 from torchvision import tv_tensors
 
-#: COCO-17 keypoint order (the synthetic dataset's ``KEYPOINT_NAMES``).
+#: COCO-17 keypoint order (the order of the synthetic dataset's keypoint sidecars).
 COCO_KEYPOINT_NAMES: tuple[str, ...] = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",

@@ -30,6 +30,9 @@ from reid_core.data.base import DatasetError
 from reid_core.data.batch import KEYPOINTS, MASK
 from reid_core.data.keypoints import NUM_KEYPOINTS
 
+#: The ``format`` of a keypoint file: COCO-17 keypoints (``reid_core.data.keypoints``).
+KEYPOINT_FORMAT = "coco17"
+
 #: The keys a source may provide.
 SIDECAR_KEYS: tuple[str, ...] = (MASK, KEYPOINTS)
 
@@ -102,8 +105,20 @@ class MarketSidecars:
                                f"whose sidecars were asked for") from None
         return rel.as_posix(), p.name
 
+    # The layout, for the reader below and the writer (reid_core.data.synthetic).
+
+    @classmethod
+    def mask_file(cls, root: Path, split: str, name: str) -> Path:
+        """``<root>/masks/<split>/<image stem>.png``: the mask of image ``name`` in ``split``."""
+        return Path(root) / cls.MASK_DIR / split / (Path(name).stem + ".png")
+
+    @classmethod
+    def keypoint_file(cls, root: Path, split: str) -> Path:
+        """``<root>/keypoints/<split>.json``: the keypoints of every image of ``split``."""
+        return Path(root) / cls.KEYPOINT_DIR / f"{split}.json"
+
     def _mask(self, path: str, split: str, name: str) -> np.ndarray:
-        file = self.root / self.MASK_DIR / split / (Path(name).stem + ".png")
+        file = self.mask_file(self.root, split, name)
         try:
             with Image.open(file) as im:
                 mask = np.asarray(im.convert("L"))
@@ -119,7 +134,7 @@ class MarketSidecars:
             pts = np.asarray(self._keypoints[split][name], dtype=np.float32)
         except KeyError:
             raise SidecarError(f"no keypoints for image {path} in "
-                               f"{self.root / self.KEYPOINT_DIR / f'{split}.json'}") from None
+                               f"{self.keypoint_file(self.root, split)}") from None
         if pts.shape != (NUM_KEYPOINTS, 3):
             raise SidecarError(f"keypoints of image {path}: expected {NUM_KEYPOINTS} x [x, y, v], "
                                f"got shape {pts.shape}")
@@ -127,12 +142,12 @@ class MarketSidecars:
         return pts
 
     def _read_keypoint_file(self, split: str) -> dict[str, list]:
-        file = self.root / self.KEYPOINT_DIR / f"{split}.json"
+        file = self.keypoint_file(self.root, split)
         try:
             data = json.loads(file.read_text())
         except (OSError, ValueError) as e:
             raise SidecarError(f"cannot read keypoints file {file} ({e})") from None
-        if not isinstance(data, dict) or data.get("format") != "coco17" or not isinstance(
+        if not isinstance(data, dict) or data.get("format") != KEYPOINT_FORMAT or not isinstance(
                 data.get("images"), dict):
             raise SidecarError(f"{file}: expected {{\"format\": \"coco17\", \"images\": "
                                f"{{file name: [[x, y, v] x 17]}}}}")

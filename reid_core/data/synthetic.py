@@ -79,11 +79,13 @@ from PIL import Image
 
 from reid_core.data.base import DatasetError, ReIDData, register_dataset
 from reid_core.data.market1501 import GT_BBOX_DIR, read_market_style
+from reid_core.data.keypoints import COCO_KEYPOINT_NAMES
+from reid_core.data.sidecars import KEYPOINT_FORMAT, MarketSidecars
 from reid_core.data.partial import (
     PARTIAL_ILIDS_DIRS, PARTIAL_REID_GALLERY, PARTIAL_REID_OCCLUDED, PARTIAL_REID_PROBE,
     read_partial_ilids, read_partial_reid)
 from reid_core.data.synthetic_render import (
-    CLEAN_KIND, JUNK_KINDS, KEYPOINT_NAMES, PARTIAL_KINDS, STREAM_GT_BBOX_IMAGE,
+    CLEAN_KIND, JUNK_KINDS, PARTIAL_KINDS, STREAM_GT_BBOX_IMAGE,
     STREAM_GT_BBOX_PLAN, STREAM_IDENTITY, STREAM_PILIDS_IMAGE, STREAM_PILIDS_PLAN,
     STREAM_PILIDS_TRACK, STREAM_PLAN, STREAM_PREID_IMAGE, STREAM_PREID_PLAN, STREAM_PREID_TRACK,
     VIEWS, Camera, RenderJob, crop_to_visible, render_image, sample_cameras, sample_identity)
@@ -389,8 +391,8 @@ def _write_dataset(spec: SyntheticSpec, target: Path, progress: bool, workers: i
     cameras = sample_cameras(spec.seed, spec.num_cameras, spec.camera_strength)
     for split in SPLIT_DIRS:
         (target / split).mkdir(parents=True)
-        (target / "masks" / split).mkdir(parents=True)
-    (target / "keypoints").mkdir()
+        MarketSidecars.mask_file(target, split, "x").parent.mkdir(parents=True)
+    MarketSidecars.keypoint_file(target, SPLIT_DIRS[0]).parent.mkdir()
     keypoints: dict[str, dict[str, list]] = {s: {} for s in SPLIT_DIRS}
     jobs = [(it, cameras, spec.seed, spec.height, spec.width) for it in items]
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
@@ -398,11 +400,11 @@ def _write_dataset(spec: SyntheticSpec, target: Path, progress: bool, workers: i
                    else map(_render_and_encode, jobs))
         for it, (jpg, png, kps) in _progress(zip(items, results), len(items), progress):
             (target / it.split / it.file_name).write_bytes(jpg)
-            (target / "masks" / it.split / (Path(it.file_name).stem + ".png")).write_bytes(png)
+            MarketSidecars.mask_file(target, it.split, it.file_name).write_bytes(png)
             keypoints[it.split][it.file_name] = kps
         for split in SPLIT_DIRS:
-            (target / "keypoints" / f"{split}.json").write_text(json.dumps(
-                {"format": "coco17", "keypoint_names": list(KEYPOINT_NAMES),
+            MarketSidecars.keypoint_file(target, split).write_text(json.dumps(
+                {"format": KEYPOINT_FORMAT, "keypoint_names": list(COCO_KEYPOINT_NAMES),
                  "images": keypoints[split]}))
         # Format 2, strictly after the original splits are complete.
         extra_counts = _write_extras(spec, target, items, extras, cameras, pool, progress)

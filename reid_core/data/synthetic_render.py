@@ -30,8 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from reid_core.data.keypoints import COCO_KEYPOINT_NAMES
-
 RGB = tuple[int, int, int]
 
 SUPERSAMPLE = 2  # person / occluder layers are drawn at 2x and box-downsampled
@@ -46,7 +44,6 @@ STREAM_PLAN, STREAM_IDENTITY, STREAM_CAMERA, STREAM_TRACK, STREAM_IMAGE = range(
  STREAM_PREID_PLAN, STREAM_PREID_TRACK, STREAM_PREID_IMAGE,
  STREAM_PILIDS_PLAN, STREAM_PILIDS_TRACK, STREAM_PILIDS_IMAGE) = range(5, 13)
 
-KEYPOINT_NAMES = COCO_KEYPOINT_NAMES  # the order of the keypoint sidecars
 NOSE, L_EYE, R_EYE, L_EAR, R_EAR, L_SH, R_SH, L_EL, R_EL, L_WR, R_WR, L_HIP, R_HIP, \
     L_KNEE, R_KNEE, L_ANK, R_ANK = range(17)  # fmt: skip
 

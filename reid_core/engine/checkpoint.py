@@ -30,7 +30,11 @@ from reid_core.models.weights import (
 from reid_core.utils.io import atomic_save
 from reid_core.utils.seed import capture_rng_state
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Formats :func:`read_checkpoint` reads. Format 1 (before issue 11) named the history's loss
+#: terms and PCB's evaluated features in config format 1; a run resumed from one renames them
+#: (``reid_core.config.migrate.migrate_history``, applied by the resuming hook).
+READABLE_FORMATS = (1, 2)
 LAST, FINAL = "last.pt", "final.pt"
 
 
@@ -118,7 +122,7 @@ def read_checkpoint(path: Path, expected_hash: str | None = None,
     """
     ckpt = load_torch_file(path, "checkpoint",
                            hint="; pass --force to discard it and train from scratch", mmap=mmap)
-    if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION:
+    if not isinstance(ckpt, dict) or ckpt.get("format_version") not in READABLE_FORMATS:
         raise WeightMismatchError(f"{path} is not a reid_core training checkpoint "
                                   f"(format_version {FORMAT_VERSION})")
     if expected_hash is not None and ckpt["config_hash"] != expected_hash:

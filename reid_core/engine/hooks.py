@@ -133,13 +133,17 @@ class Checkpointer(Hook):
     With ``resume`` and an existing file, ``before_train`` restores model, optimizer,
     scheduler, gradient scaler, RNG states, epoch and history, and continues the checkpoint's
     attempt on ``clock`` (:meth:`RunClock.continue_from`), so the caller's clock describes the
-    whole run. ``config_hash`` must match the checkpoint's.
+    whole run. ``config_hash`` must match the checkpoint's; a format-1 checkpoint's history is
+    renamed by ``migrate_history``.
     """
 
     def __init__(self, path: Path, config_hash: str, clock: RunClock, *, resume: bool,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None,
+                 migrate_history: Callable[[list], list] | None = None) -> None:
         self.path, self.config_hash, self.clock = path, config_hash, clock
         self.resume, self.console = resume, console or Console()
+        #: Renames a format-1 checkpoint's history into today's names.
+        self.migrate_history = migrate_history
 
     def before_train(self, state: TrainState) -> None:
         if not (self.resume and self.path.is_file()):
@@ -151,6 +155,8 @@ class Checkpointer(Hook):
         state.scaler.load_state_dict(ckpt["scaler"])
         restore_rng_state(ckpt["rng"])
         state.epoch, state.history = ckpt["epoch"], ckpt["history"]
+        if ckpt["format_version"] == 1 and self.migrate_history is not None:
+            state.history = self.migrate_history(state.history)
         self.clock.continue_from(ckpt)
         if not 0 <= state.epoch <= state.epochs or len(state.history) != state.epoch:
             raise WeightMismatchError(

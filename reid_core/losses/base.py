@@ -2,7 +2,8 @@
 
 A term is ``term(outputs, batch) -> Tensor`` (a scalar): it reads the model's
 :class:`~reid_core.models.output.ModelOutput` (training outputs such as ``logits``, or a test
-feature for metric learning) and the batch dict (``pid``, and later ``mask``, ``keypoints``).
+feature for metric learning) and the batch dict (``pid``; ``mask``, ``keypoints``, ``views``
+when ``data.annotations`` / ``data.views`` ask for them).
 A term is registered with its option dataclass and the training outputs it needs, so a config
 asking for a term the model cannot feed fails before any compute (:func:`build_objective`)::
 

@@ -47,7 +47,6 @@ PAPER_TABLES_DIR: Final[Path] = paper_tables_dir()
 
 FLAGS: Final[tuple[str, ...]] = ("clean", "reconstructed", "missing")
 #: Table kinds (``kind:``), with their rules in :mod:`reid_core.results.table_kinds`.
-KINDS: Final[tuple[str, ...]] = KIND_ORDER
 PAPERS: Final[tuple[str, ...]] = ("RGA", "CSA", "DAAF", "SAG", "DSA")
 #: Column datasets: declared, with their family, in :mod:`reid_core.data.names`.
 DATASETS: Final[tuple[str, ...]] = table_dataset_names()
@@ -355,7 +354,7 @@ def _parse_table(reader: _Reader, data: dict[str, Any]) -> PaperTable:
     expected_stem = f"{paper}_table{table}".lower()
     if reader.path.stem.lower() != expected_stem:
         raise reader.fail("table", f"file name should be {expected_stem}.yaml for paper {paper} table {table}")
-    kind = reader.choice("kind", data["kind"], KINDS)
+    kind = reader.choice("kind", data["kind"], KIND_ORDER)
     columns = _parse_columns(reader, data["columns"], kind)
     rows = _parse_rows(reader, data["rows"], paper, kind, len(columns))
     baseline = reader.text("baseline_row", data["baseline_row"], optional=True)

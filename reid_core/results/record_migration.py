@@ -8,8 +8,10 @@ the identities the record was written under; the config identity is migration-pr
 **Format 1 -> 2.** Format 1 called the PCB heads' test features by BNNeck's names
 (``before_bn`` = the pooled stripes, ``after_bn`` = the reduced parts); format 2 uses the names
 the heads declare (``parts_pooled`` / ``parts_reduced``,
-:data:`reid_core.config.migrate.LEGACY_FEATURE_NAMES`). The rename applies to ``final``, the
-evaluations in ``history``, ``primary_feature`` and the ``config`` (which becomes config
+:data:`reid_core.config.migrate.LEGACY_FEATURE_NAMES`), and logged PCB's cross-entropy as ``ce``
+and deep supervision as ``aux`` (format 2: ``part_ce``, ``deep_supervision``). The renames apply
+to ``final``, ``history`` (:func:`reid_core.config.migrate.migrate_history`),
+``primary_feature`` and the ``config`` (which becomes config
 format 2 through :func:`reid_core.config.migrate.migrate_raw`). A record of a format-1
 *evaluation* carries no config, hence no head: its feature names are left as written (no
 committed evaluation is of a PCB run).
@@ -21,8 +23,8 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from reid_core.config import ConfigError
-from reid_core.config.migrate import LEGACY_FEATURE_NAMES, migrate_raw
+from reid_core.config import ConfigError, ModelConfig
+from reid_core.config.migrate import LEGACY_FEATURE_NAMES, migrate_history, migrate_raw
 from reid_core.results.record_types import RECORD_FORMAT
 from reid_core.utils.registry import Registry
 
@@ -67,11 +69,13 @@ def _format1_to_2(record: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(config, dict):
         return record
     model = config.get("model")
-    head = model.get("name", "bnneck") if isinstance(model, dict) else "bnneck"
+    head = (model if isinstance(model, dict) else {}).get("name", ModelConfig().name)
     try:
         record["config"] = migrate_raw(config)
     except ConfigError:
         pass  # an invalid format-1 loss: config_from_dict reports it when the config is used
+    if "history" in record:
+        record["history"] = migrate_history(record["history"], model)
     names = LEGACY_FEATURE_NAMES.get(head)
     if not names:
         return record
@@ -79,10 +83,4 @@ def _format1_to_2(record: dict[str, Any]) -> dict[str, Any]:
         record["final"] = _rename_keys(record["final"], names)
     if isinstance(record.get("primary_feature"), str):
         record["primary_feature"] = names.get(record["primary_feature"], record["primary_feature"])
-    history = record.get("history")
-    if isinstance(history, list):
-        record["history"] = [
-            {**entry, "eval": _rename_keys(entry.get("eval"), names)}
-            if isinstance(entry, dict) and isinstance(entry.get("eval"), dict) else entry
-            for entry in history]
     return record

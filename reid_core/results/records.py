@@ -20,8 +20,6 @@ import torchvision
 
 import reid_core
 from reid_core.resources import checkout_root
-# Importable from here too: the config-migration tests check run ids through this name.
-from reid_core.results.identity import make_run_id  # noqa: F401
 
 
 #: Packages besides torch/torchvision/numpy whose version can change a result (Pillow decodes

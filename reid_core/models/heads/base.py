@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from reid_core.config import ConfigError, parse_options
+from reid_core.config.names import declared_features
 from reid_core.models.backbones.base import Backbone
 from reid_core.models.output import ModelOutput
 from reid_core.utils.registry import Registry
@@ -105,6 +106,11 @@ def register_head(name: str, options: type) -> Any:
     """Class decorator: register a :class:`Head` subclass as ``model.name: name``, with its
     options dataclass (validated by :func:`parse_head_options`)."""
     def deco(head: HeadClass) -> HeadClass:
+        undeclared = [f for f in head.feature_names if f not in declared_features()]
+        if undeclared:  # configs could not select them (eval.features), records not key by them
+            raise KeyError(f"head {name!r}: declare its test feature(s) "
+                           f"{', '.join(map(repr, undeclared))} with "
+                           f"reid_core.config.names.register_test_feature first")
         HEADS.register(name)(HeadSpec(options, head))
         return head
     return deco

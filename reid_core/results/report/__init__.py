@@ -33,7 +33,7 @@ module                concept
 
 from reid_core.results.report.comparison import (
     COMPARISON_COLUMNS, Comparison, build_comparison, compare, row_summary)
-from reid_core.results.report.cost import cost_environment, cost_frame, is_cost_table
+from reid_core.results.report.cost import cost_environment, cost_frame
 from reid_core.results.report.cost_report import render_cost_report
 from reid_core.results.report.cell_values import MEASUREMENTS, Measurement
 from reid_core.results.report.environment import (
@@ -61,7 +61,6 @@ __all__ = [
     "compare",
     "cost_environment",
     "cost_frame",
-    "is_cost_table",
     "load_records",
     "record_version",
     "render_cost_report",

@@ -24,19 +24,13 @@ from reid_core.results.report.environment import Environment
 from reid_core.results.table_kinds import kind_rules
 
 __all__ = ["COST_KIND", "COST_METRICS", "MEMORY_MODES", "cost_environment", "cost_frame",
-           "is_cost_table", "measured", "used_records"]
+           "measured", "used_records"]
 
 #: The paper-table kind this report renders (``kind: cost``).
 COST_KIND: Final[str] = "cost"
 MEMORY_MODES: Final[tuple[str, ...]] = ("train", "inference")
 #: The column metrics of a cost table (its kind's rules: reid_core.results.table_kinds).
 COST_METRICS: Final[frozenset[str]] = kind_rules(COST_KIND).quantities or frozenset()
-
-
-def is_cost_table(table: PaperTable) -> bool:
-    """True for a table of kind ``cost`` (CSA Table 6), whose report is
-    :func:`~reid_core.results.report.render_cost_report`."""
-    return table.kind == COST_KIND
 
 
 def _published(table: PaperTable, metric: str) -> dict[str, float | None]:

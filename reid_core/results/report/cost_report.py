@@ -32,7 +32,7 @@ def render_cost_report(table_id: str, records: Sequence[Mapping[str, Any]],
     if not used:
         raise EmptyReportError(
             f"no cost measurement (a record with measurements.fps) of {table_id}'s configs "
-            f"among the {len(records)} record(s) given; run `python reproduce/table6_csa.py`; "
+            f"among the {len(records)} record(s) given; run `python -m reid_core reproduce {table_id}`; "
             f"{untouched_text(path)}")
     rows = cost_frame(table, records)
     text = cost_markdown(table, rows, records, png.name)
