@@ -36,6 +36,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2 as T
 
 from reid_core.config import DataConfig
+from reid_core.utils.registry import Registry
 from reid_core.data.keypoints import KeypointVisibility, erase_visibility, swap_left_right
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -136,19 +137,18 @@ def plain(cfg: DataConfig) -> T.Compose:
     return T.Compose([T.Resize((cfg.height, cfg.width)), *_to_normalised_tensor()])
 
 
-AUGMENTATIONS: dict[str, Callable[[DataConfig], T.Compose]] = {
-    "bot": bot_train,
-    "rga": rga_train,
-    "pcb": pcb_train,
-    "none": plain,
-}
+#: ``data.augment`` -> the recipe's builder; a new recipe registers itself here.
+AUGMENTATIONS: Registry[Callable[[DataConfig], T.Compose]] = Registry("augmentation")
+for _name, _recipe in (("bot", bot_train), ("rga", rga_train), ("pcb", pcb_train),
+                       ("none", plain)):
+    AUGMENTATIONS.register(_name)(_recipe)
 
 
 def build_train_transform(cfg: DataConfig) -> T.Compose:
     if cfg.augment not in AUGMENTATIONS:
         raise KeyError(f"data.augment: unknown recipe {cfg.augment!r}; "
                        f"valid: {', '.join(AUGMENTATIONS)}")
-    return AUGMENTATIONS[cfg.augment](cfg)
+    return AUGMENTATIONS.get(cfg.augment)(cfg)
 
 
 def build_test_transform(cfg: DataConfig) -> T.Compose:
