@@ -103,7 +103,15 @@ def test_image_only_samples_are_bit_exact_and_draw_the_same_randomness(tiny, rec
         "with sidecars and a view": ImageDataset(items, build_train_transform(cfg),
                                                  sidecars=MarketSidecars(tiny.root),
                                                  views={"low": (64, 32)}),
+        # The transform split into a cached deterministic head and its random rest
+        # (reid_core.data.prepared): the same bytes, memory layout and draws, cold and warm.
+        "cached, prepared": ImageDataset(items, build_train_transform(cfg), cache=True,
+                                         cache_prepared=True),
+        "cached, prepared, a view": ImageDataset(items, build_train_transform(cfg),
+                                                 cache=True, cache_prepared=True,
+                                                 views={"low": (64, 32)}),
     }
+    assert datasets["cached, prepared"].prepares
     for seed in (0, 1, 7, 2024):
         torch.manual_seed(seed)
         expected, states = [], []
@@ -118,15 +126,82 @@ def test_image_only_samples_are_bit_exact_and_draw_the_same_randomness(tiny, rec
                 assert type(img) is torch.Tensor, what
                 assert img.dtype == expected[i].dtype == torch.float32
                 assert torch.equal(img, expected[i].as_subclass(torch.Tensor)), (what, seed, i)
+                assert img.stride() == expected[i].stride(), (what, seed, i)
                 assert torch.equal(torch.get_rng_state(), states[i]), (what, seed, i)
                 assert (sample[PID], sample[CAMID]) == (pid, camid)
+                if VIEWS in sample:
+                    low = TF.resize(expected[i].as_subclass(torch.Tensor), [64, 32],
+                                    antialias=True)
+                    assert torch.equal(sample[VIEWS]["low"], low), (what, seed, i)
 
 
 def test_test_transform_is_bit_exact(tiny):
     cfg = DataConfig()
     ds = ImageDataset(tiny.query[:4], build_test_transform(cfg))
+    prepared = ImageDataset(tiny.query[:4], build_test_transform(cfg), cache=True,
+                            cache_prepared=True)
+    assert prepared.prepares
     for i, (path, _, _) in enumerate(tiny.query[:4]):
-        assert torch.equal(ds[i][IMG], _ref_plain(cfg)(load_rgb(path)).as_subclass(torch.Tensor))
+        expected = _ref_plain(cfg)(load_rgb(path)).as_subclass(torch.Tensor)
+        assert torch.equal(ds[i][IMG], expected)
+        for _ in range(2):  # cold, then from the cache
+            assert torch.equal(prepared[i][IMG], expected)
+            assert prepared[i][IMG].stride() == expected.stride()
+
+
+def test_prepared_samples_never_alias_the_cache(tiny):
+    ds = ImageDataset(tiny.train[:2], build_test_transform(DataConfig()), cache=True,
+                      cache_prepared=True)
+    first = ds[0][IMG]
+    first.fill_(0.0)  # a consumer writing into its sample must not change the next one
+    assert not torch.equal(ds[0][IMG], first)
+
+
+def test_prepared_cache_is_bounded_and_exact_beyond_its_budget(tiny, monkeypatch):
+    import reid_core.data.image_dataset as image_dataset
+
+    monkeypatch.setattr(image_dataset, "PREPARED_CACHE_MAX_BYTES", 0)
+    cfg = DataConfig(augment="rga", height=64, width=32)
+    items = tiny.train[:4]
+    ds = ImageDataset(items, build_train_transform(cfg), cache=True, cache_prepared=True)
+    reference = REFERENCE["rga"](cfg)
+    torch.manual_seed(5)
+    expected = [reference(load_rgb(path)).as_subclass(torch.Tensor) for path, _, _ in items]
+    torch.manual_seed(5)
+    assert all(torch.equal(ds[i][IMG], expected[i]) for i in range(len(items)))
+    assert ds._prepared == {} and ds._prepared_bytes == 0
+
+
+class _OwnFlip(T.RandomHorizontalFlip):
+    pass
+
+
+def test_transforms_that_cannot_be_split_run_as_they_are(tiny):
+    from reid_core.data.prepared import split_transform
+
+    tail = [T.ToImage(), T.ToDtype(torch.float32, scale=True),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    for recipe in AUGMENTATIONS:
+        assert split_transform(build_train_transform(DataConfig(augment=recipe))) is not None
+    unsplittable = [
+        T.Compose([T.ColorJitter(0.2), *tail]),  # not elementwise-commuting
+        T.Compose([T.RandomHorizontalFlip(), T.Resize((64, 32)), *tail]),  # resize after a flip
+        T.Compose([T.Resize((64, 32)), T.RandomCrop((64, 32), padding=2), *tail]),
+        T.Compose([T.Resize((64, 32)), T.Pad(2, padding_mode="reflect"), *tail]),
+        T.Compose([T.Resize((64, 32)), *tail, T.RandomHorizontalFlip()]),  # after conversion
+        T.Compose([T.Resize((64, 32)), _OwnFlip(), *tail]),  # a subclass may do more
+        T.Compose([T.Resize((64, 32))]),  # no conversion
+        T.Resize((64, 32)),
+        None,
+    ]
+    for transform in unsplittable:
+        assert split_transform(transform) is None, transform
+    ds = ImageDataset(tiny.train[:2], unsplittable[0], cache=True, cache_prepared=True)
+    assert not ds.prepares and ds[0][IMG].shape[0] == 3  # the transform itself, unsplit
+    with_sidecars = ImageDataset(tiny.train[:2], build_train_transform(DataConfig()),
+                                 cache=True, cache_prepared=True,
+                                 sidecars=MarketSidecars(tiny.root))
+    assert not with_sidecars.prepares  # masks and keypoints take torchvision's own path
 
 
 def test_batches_are_dicts_of_stacked_tensors(tiny):

@@ -105,7 +105,11 @@ def test_record_contents_skip_and_force(tmp_path, synthetic_cache):
     assert on_disk["peak_memory"]["host_rss_peak_mb"] > 0
     for feat in ("after_bn", "before_bn"):
         vals = on_disk["final"][feat]
-        assert set(vals) == {"R1", "R5", "mAP", "mINP", "CMC"} and len(vals["CMC"]) == 50
+        assert set(vals) == {"R1", "R5", "mAP", "mINP", "CMC", "per_query"}
+        assert len(vals["CMC"]) == 50
+        per_query = vals["per_query"]  # for the report's paired bootstrap over queries
+        assert per_query["queries"] == on_disk["dataset"]["splits"]["query"]["images"]
+        assert len(per_query["ap"]) == len(per_query["first_hit"]) == per_query["queries"]
         assert 0 <= vals["R1"] <= vals["R5"] <= 100 and 0 <= vals["mAP"] <= 100
     mtime = path.stat().st_mtime_ns
     again = run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")

@@ -100,3 +100,52 @@ def test_unknown_protocol(setup):
     data, _ = setup
     with pytest.raises(ValueError, match="protocol"):
         _evaluator(data, protocol="viper")
+
+
+def test_per_query_results_recompute_the_metrics(setup):
+    """``per_query=True`` adds the per-query AP / first hit and leaves the metrics as they are."""
+    data, model = setup
+    ev = _evaluator(data, ranks=[1, 5])
+    plain = ev(model)["after_bn"]
+    got = ev(model, per_query=True)["after_bn"]
+    assert "per_query" not in plain
+    pq = got.pop("per_query")
+    assert got == plain  # bit-identical metric values
+    assert pq["queries"] == len(data.query) == len(pq["ap"]) == len(pq["first_hit"])
+    hits = np.array([h for h in pq["first_hit"] if h is not None])
+    assert len(hits) == pq["valid"] and pq["valid"] > 0
+    for k in (1, 5):  # R-k = share of first hits at 0-based rank < k, exactly
+        assert got[f"R{k}"] == round(100 * float(np.mean(hits < k)), 4)
+    assert got["mAP"] == pytest.approx(100 * np.mean([a for a in pq["ap"] if a is not None]),
+                                       abs=1e-4)
+    # first hit by hand: rank among the non-junk gallery items of the first true match
+    q, g, qp, gp, qc, gc = _by_hand(data, model, ev)
+    dist = compute_distance_matrix(q, g, "euclidean").numpy()
+    for i in range(0, len(qp), max(1, len(qp) // 7)):
+        order = np.argsort(dist[i], kind="stable")
+        keep = order[~((gp[order] == qp[i]) & (gc[order] == qc[i])) & (gp[order] != -1)]
+        matches = np.flatnonzero(gp[keep] == qp[i])
+        assert pq["first_hit"][i] == (int(matches[0]) if len(matches) else None)
+    assert pq["query_digest"] == ev(model, per_query=True)["after_bn"]["per_query"]["query_digest"]
+
+
+def test_per_query_results_mark_skipped_queries():
+    from reid_core.metrics.evaluator import per_query_results, query_digest
+
+    dist = np.array([[0.1, 0.5, 0.9], [0.3, 0.2, 0.1], [0.5, 0.4, 0.3]])
+    q_pids, q_cams = np.array([1, 2, 7]), np.array([0, 0, 0])
+    g_pids, g_cams = np.array([2, 1, 2]), np.array([1, 1, 1])
+    m = evaluate_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=3)
+    pq = per_query_results(m, q_pids, q_cams)
+    # query 0 (pid 1): gallery order 0, 1, 2 -> first hit at rank 1 (0-based), AP 1/2;
+    # query 1 (pid 2): order 2, 1, 0 -> hit at 0 and 2, AP (1 + 2/3) / 2; query 2: no pid 7
+    assert pq["first_hit"] == [1, 0, None]
+    assert pq["ap"] == [0.5, pytest.approx(0.833333, abs=1e-6), None]
+    assert (pq["queries"], pq["valid"]) == (3, 2)
+    assert pq["query_digest"] == query_digest(q_pids, q_cams) != query_digest(q_pids[::-1], q_cams)
+
+
+def test_cuhk03_classic_has_no_per_query_results(setup):
+    data, model = setup
+    got = _evaluator(data, protocol="cuhk03_classic")(model, per_query=True)["after_bn"]
+    assert "per_query" not in got

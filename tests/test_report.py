@@ -2,10 +2,12 @@
 
 Hand-made run records for ``rga_table1`` (published: paper_tables/rga_table1.yaml) exercise every
 path: a baseline with 2 seeds, a row with 3 seeds whose gain has the published sign, a row whose
-gain has the opposite sign, a row whose gain is within its standard error (inconclusive), a
+gain has the opposite sign, a row whose gain is within the seed noise (inconclusive), a
 single-seed row, rows not run, a row run on a dataset whose baseline was not run, records on a
 real dataset (Δ filled) and on the synthetic one (Δ NA). Expected numbers are computed by hand in
-the comments.
+the comments. The records carry no per-query data, so each verdict rests on the Student
+t-interval of the paired seed differences (tests/test_report_uncertainty.py covers the
+bootstrap over queries).
 """
 
 from __future__ import annotations
@@ -60,17 +62,22 @@ def real_records() -> list[dict[str, Any]]:
         # baseline ResNet-50, 2 seeds: R1 mean 74.5 (std 0.7071), mAP mean 69.5
         record("rga_baseline", 0, CUHK, day=1, R1=74.0, mAP=69.0),
         record("rga_baseline", 1, CUHK, day=1, R1=75.0, mAP=70.0),
-        # RGA-S, 3 seeds: R1 mean 78 (std 1), gain +3.5 vs published +5.5 -> holds
+        # RGA-S, 3 seeds: R1 mean 78 (std 1), gain +3.5 vs published +5.5; paired seeds 0, 1
+        # differ by +3, +3 (R1 and mAP): interval [+3, +3] -> holds
         record("rga_s", 0, CUHK, day=2, R1=77.0, mAP=72.0),
         record("rga_s", 1, CUHK, day=2, R1=78.0, mAP=73.0),
         record("rga_s", 2, CUHK, day=2, R1=79.0, mAP=74.0),
-        # RGA-S w/o Rel., 2 seeds: R1 mean 73.0, gain -1.5 vs published +3.0 -> does not hold
+        # RGA-S w/o Rel., 2 seeds: R1 mean 73.0, gain -1.5 vs published +3.0; paired R1
+        # differences -1.5, -1.5 -> [-1.5, -1.5] contradicted; mAP -1.0, -1.6: -1.3 ± t(1) 0.3
+        # -> [-5.11, +2.51] inconclusive
         record("rga_s_wo_rel", 0, CUHK, day=2, R1=72.5, mAP=68.0),
         record("rga_s_wo_rel", 1, CUHK, day=2, R1=73.5, mAP=68.4),
-        # RGA-C, 2 seeds, no mAP in the record: R1 gain +0.2 <= se 0.583 -> inconclusive
+        # RGA-C, 2 seeds, no mAP in the record: R1 differences +0.4, 0: +0.2 ± 12.706 * 0.2
+        # -> inconclusive
         record("rga_c", 0, CUHK, day=3, R1=74.4),
         record("rga_c", 1, CUHK, day=3, R1=75.0),
-        # RGA-SC, 1 seed on CUHK03 (sign-only verdict) and 1 on Market (baseline not run there)
+        # RGA-SC, 1 seed on CUHK03 (no interval: inconclusive) and 1 on Market (baseline not
+        # run there)
         record("rga_sc", 0, CUHK, day=3, R1=80.0, mAP=75.0),
         record("rga_sc", 0, "market1501", day=3, R1=95.0, mAP=87.0),
         # ignored: another table's config (silently), an unmapped dataset (listed)
@@ -80,7 +87,8 @@ def real_records() -> list[dict[str, Any]]:
 
 
 def synthetic_records() -> list[dict[str, Any]]:
-    """Smoke runs: baseline R1 mean 31 (std 1.414), RGA-S mean 34 -> gain +3.0 (se 1.414)."""
+    """Smoke runs: baseline R1 mean 31 (std 1.414), RGA-S mean 34 -> gain +3.0 (se 1.414);
+    paired differences +5, +1: 3 ± t(1) 2 = [-22.4, +28.4]."""
     return [
         record("rga_baseline", 0, "synthetic", R1=30.0, mAP=20.0),
         record("rga_baseline", 1, "synthetic", R1=32.0, mAP=22.0),
@@ -145,23 +153,34 @@ def test_gain_with_published_sign_holds(real_frame: pd.DataFrame) -> None:
     assert line["gain_se"] == pytest.approx(math.sqrt(1 / 3 + 0.5 / 2))
     assert line["claim_holds"] is True or line["claim_holds"] == True  # noqa: E712
     assert line["verdict"] == "holds"
+    # the interval is over the 2 seeds both rows ran (seed 2 of RGA-S is unpaired)
+    assert (line["gain_low"], line["gain_high"]) == (pytest.approx(3.0), pytest.approx(3.0))
+    assert line["interval"] == "seeds" and line["paired_seeds"] == 2
+    assert "seed 2" in line["interval_note"]
     m = cell(real_frame, "RGA-S", "cuhk03-labeled", "mAP")
     assert (m["reproduced_gain"], m["published_gain"]) == (pytest.approx(3.5), pytest.approx(5.7))
     assert m["verdict"] == "holds"
 
 
-def test_gain_with_opposite_sign_does_not_hold(real_frame: pd.DataFrame) -> None:
+def test_gain_with_opposite_sign_is_contradicted_or_inconclusive(
+    real_frame: pd.DataFrame,
+) -> None:
     line = cell(real_frame, "RGA-S w/o Rel.", "cuhk03-labeled", "R1")
     assert line["reproduced"] == pytest.approx(73.0)
     assert line["published_gain"] == pytest.approx(3.0)
     assert line["reproduced_gain"] == pytest.approx(-1.5)
     assert line["gain_se"] == pytest.approx(math.sqrt(0.5))
     assert line["claim_holds"] == False  # noqa: E712
-    assert line["verdict"] == "does not hold"
+    # both paired seeds differ by exactly -1.5: the interval is [-1.5, -1.5], below 0
+    assert (line["gain_low"], line["gain_high"]) == (pytest.approx(-1.5), pytest.approx(-1.5))
+    assert line["verdict"] == "contradicted"
     m = cell(real_frame, "RGA-S w/o Rel.", "cuhk03-labeled", "mAP")
     assert m["std"] == pytest.approx(math.sqrt(0.08))
     assert m["reproduced_gain"] == pytest.approx(68.2 - 69.5)
-    assert m["verdict"] == "does not hold"
+    # paired differences -1.0, -1.6: the t-interval -1.3 ± 12.706 * 0.3 straddles 0
+    assert m["gain_low"] == pytest.approx(-1.3 - 12.7062047 * 0.3)
+    assert m["gain_high"] == pytest.approx(-1.3 + 12.7062047 * 0.3)
+    assert m["claim_holds"] == False and m["verdict"] == "inconclusive"  # noqa: E712
 
 
 def test_gain_within_standard_error_is_inconclusive(real_frame: pd.DataFrame) -> None:
@@ -170,6 +189,7 @@ def test_gain_within_standard_error_is_inconclusive(real_frame: pd.DataFrame) ->
     assert line["gain_se"] == pytest.approx(math.sqrt(0.18 / 2 + 0.5 / 2))
     assert line["claim_holds"] == True  # noqa: E712  (sign agrees ...)
     assert line["verdict"] == "inconclusive"  # (... but within the noise)
+    assert line["gain_low"] < 0 < line["gain_high"] and pd.isna(line["interval_note"])
     # the RGA-C records carry no mAP: not run, never 0
     m = cell(real_frame, "RGA-C", "cuhk03-labeled", "mAP")
     assert m["n"] == 0 and math.isnan(m["reproduced"]) and m["verdict"] == "not run"
@@ -179,7 +199,10 @@ def test_single_seed_and_missing_baseline(real_frame: pd.DataFrame) -> None:
     line = cell(real_frame, "RGA-SC", "cuhk03-labeled", "R1")
     assert line["n"] == 1 and math.isnan(line["std"]) and math.isnan(line["gain_se"])
     assert line["reproduced_gain"] == pytest.approx(5.5)
-    assert line["verdict"] == "holds"
+    # one paired seed and no per-query data: no interval, so the sign alone decides nothing
+    assert line["claim_holds"] == True  # noqa: E712
+    assert math.isnan(line["gain_low"]) and pd.isna(line["interval"])
+    assert line["verdict"] == "inconclusive"
     market = cell(real_frame, "RGA-SC", "market1501", "R1")
     assert market["reproduced"] == pytest.approx(95.0)
     assert market["delta"] == pytest.approx(95.0 - 96.1)
@@ -204,7 +227,8 @@ def test_synthetic_records_fill_compare_to_without_delta() -> None:
     assert math.isnan(line["delta"]) and not line["comparable"]
     assert line["reproduced_gain"] == pytest.approx(3.0)
     assert line["gain_se"] == pytest.approx(math.sqrt(2.0))
-    assert line["verdict"] == "holds"
+    assert line["gain_low"] == pytest.approx(3.0 - 12.7062047 * 2.0)
+    assert line["verdict"] == "inconclusive"  # 2 seeds differing by +5 and +1: seed noise
     assert frame["delta"].isna().all()
     assert (cell(frame, "RGA-S", "market1501", "R1")["n"]) == 0
 
@@ -307,17 +331,35 @@ def test_markdown_table_cells(real_report: Path) -> None:
     assert not any(c.startswith("0.0") or c == "0" for c in not_run)
     assert not_run[-1] == "not run"
     assert table_line(text, "ResNet-50")[-1] == "baseline"
-    assert table_line(text, "RGA-S w/o Rel.")[-1] == "does not hold (0/2)"
+    assert table_line(text, "RGA-S w/o Rel.")[-1] == "mixed: 1 contradicted, 1 inconclusive"
     assert table_line(text, "RGA-C")[-1] == "inconclusive (1/1)"
     assert table_line(text, "RGA-SC")[-1] == (
-        "claim holds (2/2); 2 columns unchecked (no baseline run)")
+        "inconclusive (2/2); 2 columns unchecked (no baseline run)")
+
+
+def test_markdown_gains_show_the_interval(real_report: Path) -> None:
+    text = real_report.read_text()
+    gains = text.split("## Gains")[1].split("## Summary")[0]
+    lines = {cells[0]: cells[1:] for line in gains.splitlines() if line.startswith("| ")
+             for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]}
+    assert lines["RGA-S"][0] == "+5.5 / +3.50 [+3.00, +3.00] ✓ holds (note 1)"
+    assert lines["RGA-S w/o Rel."][:2] == ["+3.0 / -1.50 [-1.50, -1.50] ✗ contradicted",
+                                           "+3.3 / -1.30 [-5.11, +2.51] ~ inconclusive"]
+    assert lines["RGA-SC"][0] == "+7.3 / +5.50 ~ inconclusive (note 3)"
+    assert ("1. RGA-S, cuhk03-labeled R1: paired seeds 0, 1; not used (run by one of the two "
+            "rows only): seed 2") in gains
 
 
 def test_markdown_summary_counts(real_report: Path) -> None:
     text = real_report.read_text()
     assert "**Claims checked:** 7" in text
-    assert "4 hold, 2 do not hold, 1 inconclusive" in text
-    assert "2 of these rest on a single seed" in text
+    assert "2 hold, 1 contradicted, 4 inconclusive" in text
+    assert "does not hold" not in text
+    test = next(line for line in text.splitlines() if line.startswith("- **Test:**"))
+    assert "95% confidence interval" in test and "2000 resamples" in test
+    assert "`numpy.random.default_rng(0)`" in test
+    assert "5 by the seed spread alone" in test
+    assert "2 without an interval" in test
     assert ("**Rows not run** (5): RGA-S w/o Ori., RGA-C w/o Rel., RGA-C w/o Ori., RGA-S//C, "
             "RGA-CS") in text
     assert "`rga_s-seed3-msmt17v2`: dataset 'msmt17v2' has no published counterpart" in text

@@ -2,6 +2,8 @@
 
 * :mod:`~reid_core.app.training`: the one place that builds the trainer's collaborators
   (dataset, loader, objective, optimizer, scheduler, hooks) from a config;
+* :mod:`~reid_core.app.pretrain`: the synthetic-pretrained trunks (``model.pretrained:
+  synthetic``), made on first use and cached;
 * :mod:`~reid_core.app.experiment`: one run end to end (data -> model -> train -> evaluate ->
   record);
 * :mod:`~reid_core.app.tables`: table kinds (row runners and reports);

@@ -74,7 +74,7 @@ def evaluate_run_on(run: str | Path, dataset: str, *, data_root: str | Path | No
                   f"{len(target.gallery)} gallery images")
     evaluator = build_evaluator(target, run_cfg, settings)
     evaluator.preflight()
-    final = evaluator(model)
+    final = evaluator(model, per_query=True)
     evaluation = EvaluationRecord(
         run_id=record["run_id"], config_name=record["config_name"],
         config_hash=record["config_hash"], seed=record["seed"],

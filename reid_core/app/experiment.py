@@ -27,7 +27,9 @@ from reid_core.engine.trainer import NonFiniteLossError, StepHook
 from reid_core.app.training import train
 from reid_core.losses import build_objective
 from reid_core.metrics.evaluator import RetrievalEvaluator
-from reid_core.models import WeightMismatchError, build_model
+from reid_core.models import (
+    WeightMismatchError, build_model, check_pretrained_name, pretrained_source)
+from reid_core.app import pretrain  # noqa: F401  (registers model.pretrained: synthetic)
 from reid_core.results.identity import make_run_id
 from reid_core.results.record_types import RunRecord
 from reid_core.results.records import command_line, software_versions, utc_now
@@ -76,12 +78,33 @@ def load_data(cfg: RunConfig, data_root: str | Path | None) -> ReIDData:
 
 def weights_identity(cfg: RunConfig) -> dict[str, str]:
     """When ``model.pretrained`` is a file, that file's SHA-256: other weights at the same path
-    are another run, not a record to reuse. Empty otherwise (named weights are identified by
-    their name in the config)."""
+    are another run, not a record to reuse. A named source's identity when it is one (the
+    synthetic-pretrained trunks: ``synthetic-<backbone>:<digest of their specification>``,
+    known without making them). Empty otherwise (random init; ImageNet, identified by its
+    name in the config)."""
     pretrained = cfg.model.pretrained
     if pretrained in (None, "imagenet"):
         return {}
+    source = pretrained_source(pretrained)
+    if source is not None:
+        return {"weights": source.identity(pretrained, cfg.model.backbone)}
     return {"weights": "sha256:" + _file_sha256(Path(pretrained).expanduser())[:16]}
+
+
+def pretrained_description(cfg: RunConfig) -> str | None:
+    """What the backbone starts from, in words, for the record's ``pretrained_description``
+    (None: random init). For a named source this makes its weights if they are missing (the
+    synthetic trunk: minutes, with progress)."""
+    pretrained, backbone = cfg.model.pretrained, cfg.model.backbone
+    if pretrained is None:
+        return None
+    if pretrained == "imagenet":
+        return f"initialised from torchvision's ImageNet weights of {backbone}"
+    source = pretrained_source(pretrained)
+    if source is not None:
+        return source.describe(pretrained, backbone)
+    return (f"initialised from the weights file {Path(pretrained).expanduser()} "
+            f"({weights_identity(cfg)['weights']})")
 
 
 def run_identity(cfg: RunConfig, data: ReIDData) -> dict[str, str]:
@@ -109,12 +132,7 @@ def check_buildable(cfg: RunConfig) -> None:
     (random init, 2 classes) so that a typo costs a second, not a dataset scan."""
     DATASETS.get(cfg.data.dataset)
     build_train_transform(cfg.data)
-    pretrained = cfg.model.pretrained
-    if pretrained not in (None, "imagenet"):
-        path = Path(pretrained).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"model.pretrained: no weights file at {path}"
-                                    + (" (a directory)" if path.is_dir() else ""))
+    check_pretrained_name(cfg.model.pretrained, cfg.model.backbone)
     model = build_model(dataclasses.replace(cfg.model, pretrained=None), 2,
                         (cfg.data.height, cfg.data.width))
     check_eval_features(cfg, model.head.feature_names)
@@ -238,6 +256,10 @@ def run_experiment(
                   f"{len(data.query)} query, {len(data.gallery)} gallery; device {settings.device}")
     if cfg.model.pretrained is None:
         console.print("[yellow]note[/]: backbone starts from random init (model.pretrained: null)")
+    # Before seeding: a named source may make its weights first (the synthetic trunk).
+    description = pretrained_description(cfg)
+    if description is not None:
+        console.print(f"[bold]backbone[/] {description}", highlight=False, soft_wrap=True)
 
     seed_everything(cfg.seed)
     make_deterministic()
@@ -253,7 +275,7 @@ def run_experiment(
     history = train(model, data.train, cfg, settings, paths.checkpoint, resume=resuming,
                     evaluate=evaluator, console=console, on_step=on_step, clock=clock,
                     sidecar_root=Path(data.root))
-    final = evaluator(model)
+    final = evaluator(model, per_query=True)  # per-query AP / first hit: for the verdicts
     run_state = clock.state(cfg.optim.epochs)
 
     run_record = RunRecord(
@@ -277,6 +299,7 @@ def run_experiment(
         peak_memory=peak_memory_mb(settings),
         resumed_from_epoch=clock.from_epoch if resuming else None,
         pretrained=cfg.model.pretrained,
+        pretrained_description=description,
         profile=profile,
         metrics_unit="percent",
         history=history,

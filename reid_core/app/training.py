@@ -99,6 +99,9 @@ def training_dataset(items: Sequence[ImageItem], cfg: RunConfig,
         if items:
             sidecars.load(items[0][0])
     views = {name: (h, w) for name, (h, w) in cfg.data.views.items()} or None
-    return ImageDataset(items, build_train_transform(cfg.data),
-                        cache=cache_decoded(len(items), cfg.data.workers),
-                        dataset=cfg.data.dataset, sidecars=sidecars, views=views)
+    cache = cache_decoded(len(items), cfg.data.workers)
+    # cache_prepared: the transform's deterministic head once per image, the same samples
+    # bit for bit (reid_core.data.prepared); image-only samples, in this process only.
+    return ImageDataset(items, build_train_transform(cfg.data), cache=cache,
+                        dataset=cfg.data.dataset, sidecars=sidecars, views=views,
+                        cache_prepared=cache)

@@ -7,6 +7,7 @@ Commands:
     report     published vs reproduced report of one paper table, from the run records
     visualize  CMC curves and ranked-list images (PNG) of finished runs
     evaluate   evaluate a finished run on another dataset (e.g. Market -> Partial-REID)
+    pretrain   make (or find) the synthetic-pretrained trunk of ``model.pretrained: synthetic``
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from types import ModuleType
 
 from rich.console import Console
 
-from reid_core.cli import datasets, evaluate, report, reproduce, train, visualize
+from reid_core.cli import datasets, evaluate, pretrain, report, reproduce, train, visualize
 from reid_core.cli.errors import INTERRUPTED, run_guarded
 
 __all__ = ["COMMANDS", "INTERRUPTED", "build_parser", "main"]
 
 #: One module per sub-command, in the order ``--help`` lists them. Each has ``NAME``,
 #: ``add_parser(subparsers) -> ArgumentParser`` and ``run(args, console) -> int`` (exit code).
-COMMANDS: tuple[ModuleType, ...] = (train, datasets, reproduce, report, visualize, evaluate)
+COMMANDS: tuple[ModuleType, ...] = (train, datasets, reproduce, report, visualize, evaluate,
+                                     pretrain)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,10 +26,14 @@ from torchvision.transforms.v2 import functional as TF
 from reid_core.data.base import DatasetError, ImageItem
 from reid_core.data.batch import CAMID, IMG, KEYPOINTS, MASK, PID, VIEWS
 from reid_core.data.keypoints import to_batch_keypoints, to_tv_keypoints
+from reid_core.data.prepared import split_transform
 from reid_core.data.sidecars import SidecarError, Sidecars
 
 #: Decoded images are kept in memory for splits up to this size (re-read every epoch).
 CACHE_MAX_IMAGES = 30_000
+#: At most this many bytes of prepared images (``ImageDataset(cache_prepared=True)``) per
+#: dataset; beyond it, images are prepared per sample (same result, no memory).
+PREPARED_CACHE_MAX_BYTES = 1 << 30
 
 #: What PIL raises on a bad file: OSError (truncated, UnidentifiedImageError), and, from some
 #: plugins, SyntaxError / ValueError / EOFError / struct.error; DecompressionBombError on an
@@ -158,6 +162,14 @@ class ImageDataset(Dataset):
     A file that does not decode raises :class:`CorruptImageError` (``dataset``: the registry
     name quoted in its message).
 
+    With ``cache_prepared=True`` the deterministic head of ``transform`` -- its resizes of the
+    original image and the conversion to a normalised tensor -- is also kept per image, and
+    only the random rest runs per sample (:mod:`reid_core.data.prepared`): the same tensors,
+    bit for bit, from the same random draws, in a fraction of the time. It applies to
+    image-only samples (no ``sidecars``) of a transform that :func:`~reid_core.data.prepared.
+    split_transform` can split (every recipe of :mod:`reid_core.data.transforms`); otherwise,
+    and beyond :data:`PREPARED_CACHE_MAX_BYTES`, samples are made as without it.
+
     Args:
         sidecars: load these per-image annotations (:class:`~reid_core.data.sidecars.Sidecars`,
             e.g. ``MarketSidecars(data.root)``); ``None`` = the image only.
@@ -170,7 +182,8 @@ class ImageDataset(Dataset):
     def __init__(self, items: Sequence[ImageItem], transform: Callable | None = None,
                  cache: bool = False, dataset: str | None = None, *,
                  sidecars: Sidecars | None = None,
-                 views: Mapping[str, tuple[int, int]] | None = None) -> None:
+                 views: Mapping[str, tuple[int, int]] | None = None,
+                 cache_prepared: bool = False) -> None:
         self.items = list(items)
         self.transform = transform
         self.dataset = dataset
@@ -178,6 +191,10 @@ class ImageDataset(Dataset):
         self.views = _check_views(views, transform)
         self._cache: dict[int, Image.Image] | None = {} if cache else None
         self._sidecar_cache: dict[int, dict[str, np.ndarray]] | None = {} if cache else None
+        self._split = (split_transform(transform)
+                       if cache_prepared and sidecars is None else None)
+        self._prepared: dict[tuple[int, Any], torch.Tensor] = {}
+        self._prepared_bytes = 0
 
     def __len__(self) -> int:
         return len(self.items)
@@ -199,8 +216,27 @@ class ImageDataset(Dataset):
             self._sidecar_cache[index] = ann
         return ann
 
+    def _prepared_image(self, index: int, key: Any) -> torch.Tensor:
+        """``self._split.prepare(key, image)``, from the cache while it has room."""
+        prepared = self._prepared.get((index, key))
+        if prepared is None:
+            prepared = self._split.prepare(key, self._load(index))
+            size = prepared.untyped_storage().nbytes()
+            if self._prepared_bytes + size <= PREPARED_CACHE_MAX_BYTES:
+                self._prepared[(index, key)] = prepared
+                self._prepared_bytes += size
+        return prepared
+
+    @property
+    def prepares(self) -> bool:
+        """Whether samples come from cached prepared images (``cache_prepared``)."""
+        return self._split is not None
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         path, pid, camid = self.items[index]
+        if self._split is not None:
+            img = self._split(lambda key: self._prepared_image(index, key))
+            return self._output({IMG: img}, pid, camid)
         img = self._load(index)
         sample: dict[str, Any] = {IMG: img}
         if self.sidecars is not None:

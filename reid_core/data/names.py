@@ -131,6 +131,8 @@ for _prefix in ("synthetic", "synthetic-small", "synthetic-tiny"):
     for _protocol in ("partial-reid", "partial-ilids"):
         _record(f"{_prefix}-{_protocol}", "synthetic", None, smoke=True)
 del _prefix, _protocol
+# The pretraining corpus (reid_core.app.pretrain): trained on, never a table's dataset.
+_record("synthetic-pretrain", "synthetic", None, smoke=True)
 _record(NO_DATASET, "none", NO_DATASET, has_loader=False)
 
 

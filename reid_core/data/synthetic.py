@@ -55,6 +55,10 @@ everything is written into a temporary sibling directory that is renamed into pl
 Concurrent generations of the same dataset (two runs started at once) are serialised by a file
 lock in the cache root: the second waits and then reuses the first one's result.
 
+The ``synthetic-pretrain`` preset (``PRESETS["pretrain"]``) is the pretraining corpus of
+:mod:`reid_core.app.pretrain`: 1,000 training identities drawn from their own seed
+(:data:`PRETRAIN_SEED`), so none of its people (nor its cameras) is in any evaluation preset.
+
 The loaders accept either the cache root or a generated dataset directory itself (run records
 store the latter as ``dataset.root``, and ``visualize`` passes it back).
 """
@@ -90,6 +94,7 @@ from reid_core.data.synthetic_render import (
     STREAM_PILIDS_TRACK, STREAM_PLAN, STREAM_PREID_IMAGE, STREAM_PREID_PLAN, STREAM_PREID_TRACK,
     VIEWS, Camera, RenderJob, crop_to_visible, render_image, sample_cameras, sample_identity)
 from reid_core.utils.io import atomic_write_json, remove_stale_temps
+from reid_core.utils.cache import cache_base, generation_lock
 
 FORMAT_VERSION = 2  # 2: + gt_bbox/, Partial-REID_Dataset/, Partial_iLIDS/
 SPLIT_DIRS = ("bounding_box_train", "query", "bounding_box_test")
@@ -150,6 +155,13 @@ class SyntheticSpec:
         return hashlib.sha256(canon.encode()).hexdigest()[:12]
 
 
+#: Seed of the pretraining corpus. Person ``k`` of a synthetic dataset is drawn from the RNG
+#: stream ``(seed, STREAM_IDENTITY, k)`` (:func:`plan`), and cameras from ``(seed,
+#: STREAM_CAMERA)``: a seed that no evaluation preset uses (they all use 0) gives people and
+#: cameras that none of them has, whatever the number of identities on either side
+#: (``tests/test_pretrain.py`` checks the seeds and compares every identity).
+PRETRAIN_SEED = 100_003
+
 PRESETS: dict[str, SyntheticSpec] = {
     # Unit tests: a couple of hundred images, a second or two.
     "tiny": SyntheticSpec(num_train_ids=12, num_test_ids=10, num_distractors=12, num_junk=8,
@@ -161,7 +173,16 @@ PRESETS: dict[str, SyntheticSpec] = {
     # Smoke tables: ten or more rows must train within minutes on 2 CPU cores.
     "small": SyntheticSpec(num_train_ids=100, num_test_ids=100, num_distractors=150,
                            num_junk=80),
+    # The pretraining corpus (plays ImageNet's role: reid_core.app.pretrain): 1,000 training
+    # identities that no evaluation preset has, seen by other cameras (its own seed), plus 100
+    # held-out identities that check the pretrained trunk on people it never saw. No
+    # distractors, junk, gt_bbox or partial sets: only the training split matters.
+    "pretrain": SyntheticSpec(num_train_ids=1000, num_test_ids=100, num_distractors=0,
+                              num_junk=0, seed=PRETRAIN_SEED, gt_bbox_per_track=(0, 0),
+                              partial_reid_ids=0, partial_ilids_ids=0),
 }
+#: The presets made for pretraining; every other preset is an evaluation preset.
+PRETRAIN_PRESETS: frozenset[str] = frozenset({"pretrain"})
 
 
 @dataclass(frozen=True)
@@ -433,7 +454,7 @@ def _write_extras(spec: SyntheticSpec, target: Path, items: list[PlannedImage],
     jobs = [(e, cameras, spec.seed, spec.height, spec.width) for e in extras]
     results = (pool.map(_render_extra, jobs, chunksize=16) if pool is not None
                else map(_render_extra, jobs))
-    for e, outputs in _progress(zip(extras, results), len(extras), progress,
+    for e, outputs in _progress(zip(extras, results), len(extras), progress and bool(extras),
                                 "generating gt_bbox and partial sets"):
         for rel, data in zip((e.full, e.crop), outputs):
             if rel is not None:
@@ -454,10 +475,9 @@ def _progress(it, total: int, enabled: bool,
 
 
 def default_cache_root() -> Path:
-    """``$REID_BENCH_CACHE/synthetic``, else ``~/.cache/reid-attention-bench/synthetic``."""
-    env = os.environ.get("REID_BENCH_CACHE")
-    base = Path(env) if env else Path.home() / ".cache" / "reid-attention-bench"
-    return base / "synthetic"
+    """``$REID_BENCH_CACHE/synthetic``, else ``~/.cache/reid-attention-bench/synthetic``
+    (:func:`reid_core.utils.cache.cache_base`)."""
+    return cache_base() / "synthetic"
 
 
 def generate_synthetic(cache_root: str | Path, spec: SyntheticSpec | str = "default", *,
@@ -519,39 +539,10 @@ def _generate_into(final: Path, spec: SyntheticSpec, progress: bool, workers: in
         raise
 
 
-@contextlib.contextmanager
-def _generation_lock(cache_root: Path, name: str, progress: bool) -> Iterator[None]:
-    """Hold ``cache_root/.<name>.lock`` (a ``filelock.FileLock``) for the duration.
-
-    If another process holds it, say so (when ``progress``) and wait: a silent wait of
-    minutes would look like a hang. The (empty, hidden) lock file stays in the cache root:
-    deleting a lock file that others may be waiting on lets two processes hold "the" lock at
-    once unless the locking library re-checks the file after locking, which not every
-    filelock release does.
-    """
-    from filelock import FileLock, Timeout
-
-    path = cache_root / f".{name}.lock"
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if progress:
-            _console().print(f"waiting for another process that is generating {name} in "
-                             f"{cache_root} (lock {path.name})", highlight=False,
-                             soft_wrap=True)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _console():
-    """The console generation messages go to (stderr, beside the progress bars)."""
-    from rich.console import Console
-
-    return Console(stderr=True)
+def _generation_lock(cache_root: Path, name: str, progress: bool):
+    """Hold ``cache_root/.<name>.lock`` for the duration (:func:`reid_core.utils.cache.generation_lock`:
+    a process that finds it held says so and waits)."""
+    return generation_lock(cache_root, name, progress)
 
 
 def _is_complete(directory: Path, spec: SyntheticSpec) -> bool:
@@ -634,11 +625,21 @@ def _locate(root: str | Path, preset: str, name: str | None = None) -> Path:
         f"holds the synthetic-* directories (e.g. {root.parent}) or that preset's directory")
 
 
-def _with_fingerprint(data: ReIDData, preset: str) -> ReIDData:
+def _with_fingerprint(data: ReIDData, preset: str | SyntheticSpec) -> ReIDData:
     """A synthetic dataset is identified by its generator parameters (the cache digest), not
     by its JPEG bytes, which another Pillow may encode differently (``ReIDData.identity``)."""
-    data.extras["fingerprint"] = f"synthetic-spec:{PRESETS[preset].digest()}"
+    spec = PRESETS[preset] if isinstance(preset, str) else preset
+    data.extras["fingerprint"] = f"synthetic-spec:{spec.digest()}"
     return data
+
+
+def load_synthetic(cache_root: str | Path, spec: SyntheticSpec | str, name: str, *,
+                   progress: bool = True) -> ReIDData:
+    """A synthetic dataset (a preset's name or a custom spec), generated or reused under
+    ``cache_root``, read as ``name`` (what its items and messages are called)."""
+    directory = generate_synthetic(cache_root, spec, progress=progress)
+    _check_intact(directory, name)
+    return _with_fingerprint(read_market_style(directory, name), _resolve_spec(spec)[1])
 
 
 def _loader(preset: str, name: str):
@@ -682,3 +683,5 @@ for _preset, _prefix in (("default", "synthetic"), ("small", "synthetic-small"),
         _name = f"{_prefix}-{_protocol}"
         register_dataset(_name)(_partial_loader(_preset, _name, _protocol))
 del _preset, _prefix, _protocol, _name
+# The pretraining corpus: a training set (and a small held-out check), no partial sets.
+register_dataset("synthetic-pretrain")(_loader("pretrain", "synthetic-pretrain"))

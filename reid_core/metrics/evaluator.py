@@ -13,12 +13,19 @@ or the dataset:
 4. the dataset's protocol: ``market`` (every dataset but CUHK03 classic; CMC, mAP, mINP via
    :func:`reid_core.metrics.rank.evaluate_rank_metrics`) or ``cuhk03_classic`` (single-shot CMC
    with repeated gallery sampling, seeded; no mAP).
+
+**Per-query results** (``evaluator(model, per_query=True)``, what a run's final evaluation
+stores): under the ``market`` protocol each feature's entry also holds
+``"per_query"`` = :func:`per_query_results`, the per-query AP and first-hit rank from which
+R-k and mAP are recomputed query by query (the paired bootstrap of the report's claim verdicts,
+:mod:`reid_core.results.report.uncertainty`). The metric values are unchanged by it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import torch.nn.functional as F
@@ -32,13 +39,49 @@ from reid_core.engine.features import extract_features
 from reid_core.metrics.cuhk03_classic import evaluate_cuhk03_classic
 from reid_core.metrics.distance import compute_distance_matrix
 from reid_core.metrics.multi_query import MultiQueryError, pool_multi_query
-from reid_core.metrics.rank import evaluate_rank_metrics
+from reid_core.metrics.rank import RankMetrics, evaluate_rank_metrics
 from reid_core.metrics.rerank import re_ranking
 from reid_core.utils.device import DeviceSettings
 
 PROTOCOLS = ("market", "cuhk03_classic")
 #: Ranks of the CMC curve stored in a record (``final[feature]["CMC"]``, percent).
 CMC_CURVE_RANKS = 50
+#: Significant digits of a stored per-query AP (``final[feature]["per_query"]["ap"]``): the
+#: mean of rounded APs is within 5e-5 points of the mAP, and a Market record stays ~200 KB.
+PER_QUERY_AP_DIGITS: Final[int] = 6
+
+
+def query_digest(q_pids: np.ndarray, q_cams: np.ndarray) -> str:
+    """16 hex digits of SHA-256 over the query (pid, camera) sequence, in query order: two
+    evaluations with the same digest ranked the same queries in the same order."""
+    h = hashlib.sha256()
+    for ids in (q_pids, q_cams):
+        h.update(np.ascontiguousarray(np.asarray(ids), dtype="<i8").tobytes())
+    return h.hexdigest()[:16]
+
+
+def per_query_results(m: RankMetrics, q_pids: np.ndarray, q_cams: np.ndarray) -> dict[str, Any]:
+    """The per-query part of a record, from :func:`evaluate_rank_metrics`' result.
+
+    ``{"queries": Q, "valid": V, "query_digest": "...", "ap": [...], "first_hit": [...]}``, the
+    lists in the dataset's query order (length Q):
+
+    * ``ap``: the query's AP as a fraction in [0, 1] (the ``ap_mode`` definition), rounded to
+      :data:`PER_QUERY_AP_DIGITS` significant digits;
+    * ``first_hit``: the 0-based rank of the query's first true match among the non-junk
+      gallery items (0 = rank-1 hit);
+    * both ``null`` for a query the protocol skips (no true match in the gallery); ``valid``
+      counts the others.
+
+    So, over the valid queries: R-k = 100 * mean(first_hit < k) (exactly the stored value,
+    before its rounding to 4 decimals) and mAP = 100 * mean(ap) (to the AP rounding).
+    """
+    valid = m.first_match_rank > 0
+    ap = [float(f"{a:.{PER_QUERY_AP_DIGITS}g}") if ok else None
+          for a, ok in zip(m.per_query_ap.tolist(), valid.tolist())]
+    first = [r - 1 if r > 0 else None for r in m.first_match_rank.tolist()]
+    return {"queries": int(m.num_queries), "valid": int(m.num_valid_queries),
+            "query_digest": query_digest(q_pids, q_cams), "ap": ap, "first_hit": first}
 
 
 class RetrievalEvaluator:
@@ -48,7 +91,11 @@ class RetrievalEvaluator:
     in **percent**, one entry per feature in ``eval_cfg.features`` (names the model's head
     declares: BNNeck ``before_bn`` / ``after_bn``, PCB ``parts_pooled`` / ``parts_reduced``).
     ``CMC`` is the curve at ranks 1..50. Under the CUHK03 classic protocol
-    there is no mAP / mINP.
+    there is no mAP / mINP. ``evaluator(model, per_query=True)`` adds ``"per_query"``
+    (:func:`per_query_results`) to each feature under the ``market`` protocol (not under CUHK03
+    classic, whose CMC averages sampled galleries per query); the metric values are the same
+    either way. The final evaluation of a run asks for it, evaluations during training do not
+    (they would only make the history large).
 
     Args:
         gt_bbox: the dataset's ``gt_bbox`` items, needed when ``eval_cfg.query_mode`` is a
@@ -139,7 +186,7 @@ class RetrievalEvaluator:
         ids = tuple(np.asarray(a) for a in (q_pids, g_pids, q_cams, g_cams))
         return out, ids
 
-    def __call__(self, model: nn.Module) -> dict[str, dict[str, Any]]:
+    def __call__(self, model: nn.Module, *, per_query: bool = False) -> dict[str, dict[str, Any]]:
         dists, (q_pids, g_pids, q_cams, g_cams) = self.distances(model)
         max_rank = max(max(self.cfg.ranks), CMC_CURVE_RANKS)
         out: dict[str, dict[str, Any]] = {}
@@ -147,14 +194,18 @@ class RetrievalEvaluator:
             if self.protocol == "cuhk03_classic":
                 cmc = evaluate_cuhk03_classic(dist, q_pids, g_pids, q_cams, g_cams,
                                               max_rank=max_rank, seed=self.seed)
-                extra: dict[str, float] = {}
+                extra: dict[str, Any] = {}
+                queries = None
             else:
                 m = evaluate_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams,
                                           max_rank=max_rank, ap_mode=self.cfg.ap_mode)
                 cmc = m.cmc
                 extra = {"mAP": round(100 * m.mAP, 4), "mINP": round(100 * m.mINP, 4)}
+                queries = per_query_results(m, q_pids, q_cams) if per_query else None
             cmc = np.asarray(cmc, dtype=np.float64)
             out[name] = {**{f"R{r}": round(100 * float(cmc[r - 1]), 4) for r in self.cfg.ranks},
                          **extra,
                          "CMC": [round(100 * float(c), 2) for c in cmc[:CMC_CURVE_RANKS]]}
+            if queries is not None:
+                out[name]["per_query"] = queries
         return out

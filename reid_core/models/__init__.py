@@ -10,7 +10,9 @@ from __future__ import annotations
 from reid_core.config import ModelConfig
 from reid_core.models.attention import insert_attention
 from reid_core.models.backbones import (
-    BACKBONES, Backbone, StageSpec, available_backbones, build_backbone, register_backbone)
+    BACKBONES, PRETRAINED_SOURCES, Backbone, PretrainedSource, StageSpec, available_backbones,
+    build_backbone, check_pretrained_name, pretrained_source, register_backbone,
+    register_pretrained_source)
 from reid_core.models.deep_supervision import (
     DeepSupervision, build_deep_supervision, supervised_stages)
 from reid_core.models.heads import (
@@ -46,6 +48,8 @@ def build_model(cfg: ModelConfig, num_classes: int,
 
 
 __all__ = ["AUX_LOGITS", "BACKBONES", "Backbone", "DeepSupervision", "HEADS", "Head", "LOGITS",
-           "ModelOutput", "PART_LOGITS", "ReIDModel", "StageSpec", "WeightMismatchError",
-           "available_backbones", "build_backbone", "build_model", "head_feature_names",
-           "insert_attention", "load_state_strict", "register_backbone", "register_head"]
+           "ModelOutput", "PART_LOGITS", "PRETRAINED_SOURCES", "PretrainedSource", "ReIDModel",
+           "StageSpec", "WeightMismatchError", "available_backbones", "build_backbone",
+           "build_model", "check_pretrained_name", "head_feature_names", "insert_attention",
+           "load_state_strict", "pretrained_source", "register_backbone", "register_head",
+           "register_pretrained_source"]

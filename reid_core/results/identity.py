@@ -49,8 +49,9 @@ def config_identity(config: Mapping[str, Any], where: str = "record config") -> 
 
 def recipe_key(record: Mapping[str, Any]) -> str | None:
     """Digest of the record's config identity without the seed (:func:`config_identity`) and of
-    the data identity it ran on (``dataset.identity``); records of one recipe differ only by
-    seed. None when the record carries no config.
+    the data identity it ran on (``dataset.identity``), and of the pretrained weights' identity
+    when it has one (``run_identity.weights``); records of one recipe differ only by seed.
+    None when the record carries no config.
 
     A ``config`` this code cannot validate (a hand-written record, a config of a future format)
     falls back to its raw mapping without ``seed``, marked as such, so that it still forms a
@@ -66,5 +67,10 @@ def recipe_key(record: Mapping[str, Any]) -> str | None:
     # What it ran on is part of the recipe: a run on regenerated synthetic data (another
     # generator version) or another copy of a dataset is not a seed of the same experiment.
     data = (record.get("dataset") or {}).get("identity")
-    canon = json.dumps({"config": identity, **({"data": data} if data else {})}, sort_keys=True)
+    # So are the weights it started from (run_identity["weights"]: a file's digest, or a
+    # synthetic trunk's specification), when it had any: runs from another trunk under the
+    # same name are another recipe. Records from random init have none (their key is as before).
+    weights = (record.get("run_identity") or {}).get("weights")
+    canon = json.dumps({"config": identity, **({"data": data} if data else {}),
+                        **({"weights": weights} if weights else {})}, sort_keys=True)
     return hashlib.sha256(canon.encode()).hexdigest()[:12]

@@ -160,8 +160,9 @@ class RunRecord(Record):
     KEY_ORDER: ClassVar[tuple[str, ...]] = (
         "format_version", "run_id", "attempt", "config_name", "config_hash", "seed", "config",
         "dataset", "run_identity", "device", "versions", "command", "started_at", "finished_at",
-        "wall_time_s", "segments", "peak_memory", "resumed_from_epoch", "pretrained", "profile",
-        "metrics_unit", "history", "final", "primary_feature")
+        "wall_time_s", "segments", "peak_memory", "resumed_from_epoch", "pretrained",
+        "pretrained_description", "profile", "metrics_unit", "history", "final",
+        "primary_feature")
     NULLABLE: ClassVar[frozenset[str]] = frozenset({"resumed_from_epoch", "pretrained", "profile"})
 
     #: Which training attempt of this run id (a ``--force`` re-run is a new attempt).
@@ -174,11 +175,18 @@ class RunRecord(Record):
     segments: list[dict[str, Any]] | None = None
     resumed_from_epoch: int | None = None
     pretrained: str | None = None
+    #: What the backbone started from, in words, for reports (absent: random init, or a
+    #: record written before it existed): e.g. "initialised from the synthetic-pretrained
+    #: ResNet-18 <key> (sha256:...), trained on 1,000 disjoint identities (...)"
+    #: (``reid_core.app.experiment.pretrained_description``).
+    pretrained_description: str | None = None
     #: The reproduce profile (``smoke`` / ``paper``) the run belongs to, if any.
     profile: str | None = None
     metrics_unit: str | None = "percent"
     history: list[dict[str, Any]] = field(default_factory=list)
-    #: ``{feature: {metric: value in percent, "CMC": [...]}}``.
+    #: ``{feature: {metric: value in percent, "CMC": [...], "per_query": {...}}}``;
+    #: ``per_query`` (per-query AP and first-hit rank, market protocol; records written before
+    #: it have none): :func:`reid_core.metrics.evaluator.per_query_results`.
     final: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The feature a paper table is compared on (the first of ``eval.features``).
     primary_feature: str | None = None

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from reid_core.config import ConfigError
+from reid_core.models.backbones.pretrained import resolve_pretrained
 from reid_core.utils.registry import Registry
 
 
@@ -172,8 +173,10 @@ def build_backbone(name: str, last_stride: int = 1, pretrained: str | None = Non
     Args:
         name: ``model.backbone``, see :func:`available_backbones`.
         last_stride: ``model.last_stride`` (re-ID: 1, keeping the last stage at stride 16).
-        pretrained: ``None`` (random init), ``"imagenet"`` (torchvision's weights API) or a
-            path to a local ImageNet state dict; loading is strict (only the ImageNet
+        pretrained: ``None`` (random init), ``"imagenet"`` (torchvision's weights API), the
+            name of a registered source of weights files (``"synthetic"``, see
+            :mod:`reid_core.models.backbones.pretrained`; resolved to its file here, made on
+            first use) or a path to a local state dict; loading is strict (only the ImageNet
             classifier is dropped).
 
     Raises:
@@ -182,7 +185,7 @@ def build_backbone(name: str, last_stride: int = 1, pretrained: str | None = Non
     if name not in BACKBONES:
         raise KeyError(f"model.backbone: unknown backbone {name!r}; valid: "
                        f"{', '.join(available_backbones())}")
-    return BACKBONES.get(name)(last_stride, pretrained)
+    return BACKBONES.get(name)(last_stride, resolve_pretrained(pretrained, name))
 
 
 def check_last_stride(last_stride: int) -> None:

@@ -16,6 +16,7 @@ module                concept
 ====================  =============================================================================
 ``cell_values``       what a record supplies to a cell (metric, measurement, dataset)
 ``selection``         which records a report uses (profiles, dataset -> column, superseded recipes)
+``uncertainty``       the confidence interval of a gain (paired bootstrap over queries, seeds)
 ``verdicts``          the verdict rule of a claim, per cell and per row
 ``comparison``        the comparison frame (pandas): values, gains, verdicts
 ``environment``       the software (and data versions) the records were made with
@@ -41,6 +42,7 @@ from reid_core.results.report.environment import (
 from reid_core.results.report.errors import EmptyReportError, untouched_text
 from reid_core.results.report.metrics_report import render_report, write_report
 from reid_core.results.report.selection import DATASET_TO_COLUMN, PROFILES
+from reid_core.results.report.uncertainty import BootstrapSettings, GainInterval
 # Reports read records through the one store reader; the command line takes it from here.
 from reid_core.results.store import load_records
 
@@ -51,9 +53,11 @@ __all__ = [
     "ENVIRONMENT_KEYS",
     "MEASUREMENTS",
     "PROFILES",
+    "BootstrapSettings",
     "Comparison",
     "EmptyReportError",
     "Environment",
+    "GainInterval",
     "Measurement",
     "RecordLabel",
     "VersionMix",

@@ -8,11 +8,17 @@ never 0.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["MEASUREMENTS", "Measurement", "finite", "metric_value", "record_dataset", "run_id_of"]
+import numpy as np
+
+__all__ = [
+    "MEASUREMENTS", "Measurement", "finite", "metric_value", "per_query_block",
+    "per_query_values", "record_dataset", "run_id_of",
+]
 
 
 def record_dataset(record: Mapping[str, Any]) -> str:
@@ -38,6 +44,12 @@ def metric_value(record: Mapping[str, Any], metric: str) -> float | None:
 
     A record without ``primary_feature`` but with a single feature in ``final`` uses that one.
     """
+    values = _primary_values(record)
+    return finite(values.get(metric)) if values is not None else None
+
+
+def _primary_values(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """``record["final"][primary feature]`` (as :func:`metric_value` picks it), or None."""
     final = record.get("final")
     if not isinstance(final, Mapping) or not final:
         return None
@@ -45,7 +57,46 @@ def metric_value(record: Mapping[str, Any], metric: str) -> float | None:
     if feature is None and len(final) == 1:
         feature = next(iter(final))
     values = final.get(feature)
-    return finite(values.get(metric)) if isinstance(values, Mapping) else None
+    return values if isinstance(values, Mapping) else None
+
+
+def per_query_block(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The primary feature's ``per_query`` entry (:func:`reid_core.metrics.evaluator.
+    per_query_results`), or None when the record has none (records written before it, the
+    CUHK03 classic protocol) or it is malformed (lists of another length than ``queries``)."""
+    values = _primary_values(record)
+    block = values.get("per_query") if values is not None else None
+    if not isinstance(block, Mapping):
+        return None
+    n = block.get("queries")
+    ap, first = block.get("ap"), block.get("first_hit")
+    if not isinstance(n, int) or not isinstance(ap, list) or not isinstance(first, list):
+        return None
+    return block if len(ap) == n and len(first) == n else None
+
+
+_RANK = re.compile(r"R(\d+)")
+
+
+def per_query_values(record: Mapping[str, Any], metric: str) -> np.ndarray | None:
+    """The per-query contributions to ``metric`` in percent, shape (queries,), NaN for a query
+    the protocol skipped; their mean over the other queries is the metric.
+
+    ``R<k>``: 100 where ``first_hit < k`` else 0; ``mAP``: 100 * AP. None when the record has no
+    per-query data or ``metric`` is not one of these (mINP, measurements, ...).
+    """
+    block = per_query_block(record)
+    if block is None:
+        return None
+    rank = _RANK.fullmatch(metric)
+    if rank is not None:
+        k = int(rank.group(1))
+        return np.array([math.nan if h is None else 100.0 * (h < k) for h in block["first_hit"]],
+                        dtype=np.float64)
+    if metric == "mAP":
+        return np.array([math.nan if a is None else 100.0 * a for a in block["ap"]],
+                        dtype=np.float64)
+    return None
 
 
 @dataclass(frozen=True)

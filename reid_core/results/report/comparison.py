@@ -2,7 +2,9 @@
 
 Pure logic on pandas (no Markdown, no plots): :func:`compare` selects the records
 (:mod:`~reid_core.results.report.selection`), aggregates each cell's records (mean, sample std,
-n over seeds) and applies the verdict rule (:mod:`~reid_core.results.report.verdicts`).
+n over seeds), computes each claim cell's confidence interval of the gain
+(:mod:`~reid_core.results.report.uncertainty`) and applies the verdict rule
+(:mod:`~reid_core.results.report.verdicts`).
 
 A cell's value: for a ``metrics`` table ``record["final"][record["primary_feature"]][metric]``
 (percent), for a measured-quantity table (``parameters``, ``data``) the record's measurement
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,6 +28,8 @@ from reid_core.results.paper_tables import Column, PaperTable, Row, load_table
 from reid_core.results.report.cell_values import MEASUREMENTS, metric_value, record_dataset
 from reid_core.results.report.environment import Environment, RecordLabel
 from reid_core.results.report.selection import Selection, select
+from reid_core.results.report.uncertainty import (
+    BootstrapSettings, GainInterval, paired_gain_interval)
 from reid_core.results.report.verdicts import cell_verdict, data_verdict, row_verdict
 
 __all__ = [
@@ -38,26 +42,30 @@ COMPARISON_COLUMNS: Final[list[str]] = [
     "row", "group", "config", "reference_only", "is_baseline", "dataset", "metric", "unit",
     "published", "flag", "published_note", "source_dataset", "comparable",
     "reproduced", "std", "n", "delta", "published_gain", "reproduced_gain", "gain_se",
+    "gain_low", "gain_high", "interval", "paired_seeds", "interval_queries", "interval_note",
     "claim_holds", "verdict",
 ]
 
 
 @dataclass(frozen=True)
 class CellStats:
-    """Reproduced values of one (row, column): mean, sample std (NaN if n < 2), n, sources."""
+    """Reproduced values of one (row, column): mean, sample std (NaN if n < 2), n, sources,
+    and the records the values come from (for the interval of a gain)."""
 
     mean: float
     std: float
     n: int
     sources: tuple[str, ...]
+    records: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
-    def of(cls, values: list[float], sources: list[str]) -> CellStats:
+    def of(cls, values: list[float], sources: list[str],
+           records: Sequence[Mapping[str, Any]] = ()) -> CellStats:
         n = len(values)
         mean = sum(values) / n if n else math.nan
         std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n >= 2
                else math.nan)
-        return cls(mean, std, n, tuple(sorted(set(sources))))
+        return cls(mean, std, n, tuple(sorted(set(sources))), tuple(records))
 
 
 @dataclass
@@ -67,6 +75,8 @@ class Comparison:
     table: PaperTable
     selection: Selection
     frame: pd.DataFrame
+    #: The test behind the verdicts (confidence level, replicates, generator seed).
+    bootstrap: BootstrapSettings = BootstrapSettings()
 
     @property
     def comparable(self) -> bool:
@@ -90,6 +100,7 @@ def _cell_stats(
     """Mean / std / n of the records of ``row`` that fill ``column``."""
     values: list[float] = []
     sources: list[str] = []
+    used: list[Mapping[str, Any]] = []
     for record in selection.records:
         if row.config is None or record.get("config_name") != row.config:
             continue
@@ -103,7 +114,8 @@ def _cell_stats(
         if value is not None:
             values.append(value)
             sources.append(record_dataset(record))
-    return CellStats.of(values, sources)
+            used.append(record)
+    return CellStats.of(values, sources, used)
 
 
 def compare(
@@ -113,8 +125,12 @@ def compare(
     profile: str | None = None,
     compare_to: str | None = None,
     tables_dir: str | Path | None = None,
+    bootstrap: BootstrapSettings | None = None,
 ) -> Comparison:
     """The full comparison (table, selection, frame); see :func:`build_comparison`.
+
+    ``bootstrap``: the intervals' confidence level, replicates and generator seed (default
+    :class:`~reid_core.results.report.uncertainty.BootstrapSettings`: 95%, 2000, seed 0).
 
     Raises ValueError for a table whose kind is not compared cell by cell (a ``cost`` table:
     its report is :func:`~reid_core.results.report.render_cost_report`).
@@ -124,22 +140,27 @@ def compare(
         raise ValueError(f"{table.table_id} is a {table.kind} table: it is not compared cell by "
                          f"cell (render it with reid_core.app.tables.render_table_report)")
     selection = select(table, records, dataset, profile, compare_to)
+    bootstrap = bootstrap or BootstrapSettings()
     stats = {(row.name, j): _cell_stats(table, row, column, selection)
              for row in table.rows for j, column in enumerate(table.columns)}
     comparable = _comparable(table, selection)
     lines = [
-        _line(table, row, j, stats, comparable)
+        _line(table, row, j, stats, comparable, bootstrap)
         for row in table.rows for j in range(len(table.columns))
     ]
     frame = pd.DataFrame.from_records(lines, columns=COMPARISON_COLUMNS)
     for name in ("published", "reproduced", "std", "delta", "published_gain",
-                 "reproduced_gain", "gain_se"):
+                 "reproduced_gain", "gain_se", "gain_low", "gain_high"):
         frame[name] = frame[name].astype(float)
-    frame["n"] = frame["n"].astype(int)
+    for name in ("n", "paired_seeds"):
+        frame[name] = frame[name].astype(int)
+    frame["interval_queries"] = frame["interval_queries"].astype("Int64")
     frame["claim_holds"] = frame["claim_holds"].astype("boolean")
     frame.attrs.update(table_id=table.table_id, profile=selection.profile,
-                       compare_to=selection.compare_to, comparable=comparable)
-    return Comparison(table, selection, frame)
+                       compare_to=selection.compare_to, comparable=comparable,
+                       confidence=bootstrap.confidence, resamples=bootstrap.resamples,
+                       bootstrap_seed=bootstrap.seed)
+    return Comparison(table, selection, frame, bootstrap)
 
 
 def build_comparison(
@@ -150,6 +171,7 @@ def build_comparison(
     *,
     compare_to: str | None = None,
     tables_dir: str | Path | None = None,
+    bootstrap: BootstrapSettings | None = None,
 ) -> pd.DataFrame:
     """One line per (table row, published column): published vs reproduced, gains, verdict.
 
@@ -164,13 +186,21 @@ def build_comparison(
         compare_to: smoke profile only: the published dataset whose columns the synthetic
             runs are lined up with (default: the table's first dataset).
         tables_dir: paper tables directory (default: the repo's ``paper_tables/``).
+        bootstrap: the test behind the verdicts (default: 95%, 2000 resamples, seed 0).
 
     Returns:
         A frame with :data:`COMPARISON_COLUMNS`. ``reproduced``/``std``/``delta``/gains are NaN
-        where there is nothing to show (never 0); ``claim_holds`` is a nullable boolean;
-        ``frame.attrs`` holds ``profile``, ``compare_to`` and ``comparable``.
+        where there is nothing to show (never 0); ``claim_holds`` is a nullable boolean (the
+        sign of the gain agrees). Per claim cell, ``gain_low`` / ``gain_high`` bound the
+        confidence interval of the gain (NaN: none), ``interval`` names its method
+        (``queries+seeds``, ``queries``, ``seeds``; missing: no interval), ``paired_seeds`` and
+        ``interval_queries`` (NA without per-query data) say what it rests on and
+        ``interval_note`` what the reader should know (refused pairing, unpaired seeds);
+        ``verdict`` is drawn from it (:mod:`~reid_core.results.report.verdicts`).
+        ``frame.attrs`` holds ``profile``, ``compare_to``, ``comparable`` and the test's
+        ``confidence``, ``resamples``, ``bootstrap_seed``.
     """
-    return compare(table_id, records, dataset, profile, compare_to, tables_dir).frame
+    return compare(table_id, records, dataset, profile, compare_to, tables_dir, bootstrap).frame
 
 
 def _baseline(table: PaperTable) -> Row | None:
@@ -180,7 +210,7 @@ def _baseline(table: PaperTable) -> Row | None:
 
 def _line(
     table: PaperTable, row: Row, j: int, stats: Mapping[tuple[str, int], CellStats],
-    comparable: bool,
+    comparable: bool, bootstrap: BootstrapSettings,
 ) -> dict[str, Any]:
     """The frame line of ``row`` in column ``j``."""
     column, cell, here = table.columns[j], row.cells[j], stats[(row.name, j)]
@@ -198,7 +228,7 @@ def _line(
         "reproduced": here.mean, "std": here.std, "n": here.n,
         "delta": here.mean - published if comparable else math.nan,
         "published_gain": math.nan, "reproduced_gain": math.nan, "gain_se": math.nan,
-        "claim_holds": pd.NA,
+        **_interval_fields(GainInterval()), "claim_holds": pd.NA,
     }
     if not metrics:  # measured quantities: no gains, no claims
         line["verdict"] = data_verdict(row, here.n)
@@ -211,9 +241,22 @@ def _line(
         line["reproduced_gain"] = here.mean - base.mean
         if here.n >= 2 and base.n >= 2:
             line["gain_se"] = math.sqrt(here.std**2 / here.n + base.std**2 / base.n)
+        checked = (here.n and base.n and not row.reference_only
+                   and not math.isnan(line["published_gain"]) and line["published_gain"] != 0)
+        if checked:
+            line.update(_interval_fields(paired_gain_interval(
+                here.records, base.records, column.metric, bootstrap)))
     line["claim_holds"], line["verdict"] = cell_verdict(
         line, row, is_baseline, here.n, None if base is None else base.n)
     return line
+
+
+def _interval_fields(interval: GainInterval) -> dict[str, Any]:
+    """The frame columns of a cell's interval."""
+    return {"gain_low": interval.low, "gain_high": interval.high, "interval": interval.method,
+            "paired_seeds": interval.seeds,
+            "interval_queries": pd.NA if interval.queries is None else interval.queries,
+            "interval_note": interval.note}
 
 
 # --------------------------------------------------------------------------- rows

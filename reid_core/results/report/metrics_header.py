@@ -132,7 +132,8 @@ def _init_text(records: Sequence[Mapping[str, Any]]) -> str:
     if len(random) == len(records):
         return (f"all {len(records)} run(s) started from **random initialisation** "
                 f"(`pretrained: null`); no pretrained weights were used")
-    starts = counted(str(r["pretrained"]) for r in records if r.get("pretrained") is not None)
+    starts = counted(str(r.get("pretrained_description") or r["pretrained"]) for r in records
+                     if r.get("pretrained") is not None)
     if not random:
         return f"all runs started from pretrained weights: {starts}"
     return (f"**mixed**: {len(random)} of {len(records)} run(s) from random initialisation "

@@ -18,8 +18,10 @@ from reid_core.results.report.comparison import Comparison, gain_rows, rows_in_o
 from reid_core.results.report.markdown import (
     column_label, fmt_published, fmt_reproduced, fmt_signed, md_table)
 from reid_core.results.report.metrics_header import header_lines
+from reid_core.results.report.uncertainty import QUERIES, QUERIES_AND_SEEDS, SEEDS
 from reid_core.results.report.verdicts import (
-    CHECKED, HOLDS, INCONCLUSIVE, NO_BASELINE_RUN, NOT_HOLDS, NOT_RUN, REFERENCE, row_verdict)
+    CHECKED, CONTRADICTED, HOLDS, INCONCLUSIVE, NO_BASELINE_RUN, NOT_RUN, REFERENCE,
+    row_verdict)
 
 __all__ = ["render_markdown"]
 
@@ -53,32 +55,47 @@ def _layout_table(comp: Comparison) -> list[str]:
     return md_table(header, lines, right_from=2, right_to=len(header) - 1)
 
 
-_SYMBOL: Final[dict[str, str]] = {HOLDS: "✓", NOT_HOLDS: "✗", INCONCLUSIVE: "~"}
+_SYMBOL: Final[dict[str, str]] = {HOLDS: "✓", CONTRADICTED: "✗", INCONCLUSIVE: "~"}
 
 
 def _gains_table(comp: Comparison) -> list[str]:
-    """Per row and column: published gain / reproduced gain ± se and the cell verdict."""
+    """Per row and column: published gain / reproduced gain [interval] and the cell verdict,
+    then the numbered notes of the cells' intervals."""
     header = ["Row"] + [column_label(c) for c in comp.table.columns]
     lines = []
+    notes: list[str] = []
     for row, sub in rows_in_order(comp):
         if row.reference_only or bool(sub["is_baseline"].iloc[0]):
             continue
         cells = [row.name]
-        for _, line in sub.iterrows():
+        for (_, line), column in zip(sub.iterrows(), comp.table.columns):
             paper = fmt_signed(line["published_gain"], 1) or "—"
-            cells.append(f"{paper} / {_fmt_gain(line)}")
+            text = f"{paper} / {_fmt_gain(line)}"
+            if isinstance(line["interval_note"], str) and line["verdict"] in CHECKED:
+                notes.append(f"{len(notes) + 1}. {row.name}, {column_label(column)}: "
+                             f"{line['interval_note']}")
+                text += f" (note {len(notes)})"
+            cells.append(text)
         lines.append(cells)
-    return md_table(header, lines)
+    out = md_table(header, lines)
+    if notes:
+        out += ["", "Notes on the intervals:", ""] + notes
+    return out
+
+
+def _fmt_interval(line: pd.Series) -> str:
+    """`` [+1.05, +5.95]`` (empty when the cell has no interval)."""
+    if math.isnan(line["gain_low"]):
+        return ""
+    return f" [{fmt_signed(line['gain_low'])}, {fmt_signed(line['gain_high'])}]"
 
 
 def _fmt_gain(line: pd.Series) -> str:
-    """The reproduced side of a gains cell."""
+    """The reproduced side of a gains cell: ``+3.50 [+1.05, +5.95] ✓ holds``."""
     verdict = line["verdict"]
     if verdict in (NOT_RUN, NO_BASELINE_RUN):
         return verdict
-    text = fmt_signed(line["reproduced_gain"])
-    if not math.isnan(line["gain_se"]):
-        text += f" ± {line['gain_se']:.2f}"
+    text = fmt_signed(line["reproduced_gain"]) + _fmt_interval(line)
     symbol = _SYMBOL.get(verdict)
     return f"{text} {symbol} {verdict}" if symbol else f"{text} ({verdict})"
 
@@ -90,7 +107,7 @@ def _summary(comp: Comparison) -> list[str]:
     table = comp.table
     out = ["## Summary", ""]
     if table.rules.retrieval_metrics:
-        out.append(_claims_line(comp))
+        out += _claims_lines(comp)
     not_run = [row.name for row, sub in rows_in_order(comp)
                if not row.reference_only and row.config is not None and not (sub["n"] > 0).any()]
     out.append(f"- **Rows not run** ({len(not_run)}): "
@@ -106,21 +123,49 @@ def _summary(comp: Comparison) -> list[str]:
     return out + [""]
 
 
-def _claims_line(comp: Comparison) -> str:
+def _claims_lines(comp: Comparison) -> list[str]:
+    """The verdict counts, and the test behind them with how many cells each method served."""
     frame = comp.frame
     checked = frame[frame["verdict"].isin(CHECKED)]
     counts = Counter(checked["verdict"])
     base = comp.table.baseline_row
     if base is None:
-        return "- **Claims checked:** none (the table names no baseline row)"
-    single = checked[checked["gain_se"].isna()]
+        return ["- **Claims checked:** none (the table names no baseline row)"]
     text = (f"- **Claims checked:** {len(checked)} (row × column cells where both the published "
             f"and the reproduced gain over {base} exist): {counts[HOLDS]} hold, "
-            f"{counts[NOT_HOLDS]} do not hold, {counts[INCONCLUSIVE]} inconclusive")
-    if len(single):
-        text += (f". {len(single)} of these rest on a single seed of the row or the baseline "
-                 f"(sign only, no noise estimate)")
-    return text + "."
+            f"{counts[CONTRADICTED]} contradicted, {counts[INCONCLUSIVE]} inconclusive.")
+    if not len(checked):
+        return [text]
+    return [text, _test_line(comp, checked)]
+
+
+def _test_line(comp: Comparison, checked: pd.DataFrame) -> str:
+    """How the verdicts were decided (method, level, replicates, generator seed) and on what."""
+    b = comp.bootstrap
+    methods = Counter(m if isinstance(m, str) else None for m in checked["interval"])
+    uses = []
+    if methods[QUERIES_AND_SEEDS]:
+        seeds = checked.loc[checked["interval"] == QUERIES_AND_SEEDS, "paired_seeds"]
+        low, high = int(seeds.min()), int(seeds.max())
+        uses.append(f"{methods[QUERIES_AND_SEEDS]} by the paired bootstrap over queries "
+                    f"combined with the seed spread ({low if low == high else f'{low}–{high}'} "
+                    f"seeds)")
+    if methods[QUERIES]:
+        uses.append(f"{methods[QUERIES]} by the paired bootstrap over queries of a single seed "
+                    f"(test-set noise only: the seed-to-seed noise is not estimated)")
+    if methods[SEEDS]:
+        uses.append(f"{methods[SEEDS]} by the seed spread alone (Student t-interval over the "
+                    f"paired seed differences: the records carry no per-query data)")
+    if methods[None]:
+        uses.append(f"{methods[None]} without an interval (a single seed and no per-query "
+                    f"data, or rows that could not be paired): inconclusive")
+    return (f"- **Test:** a {b.percent} confidence interval of each reproduced gain; *holds* "
+            f"when it lies entirely on the published gain's side of 0, *contradicted* when "
+            f"entirely on the other side, else *inconclusive*. Paired bootstrap over the "
+            f"queries ({b.resamples} resamples, percentile interval, generator "
+            f"`numpy.random.default_rng({b.seed})` per cell, so the intervals are "
+            f"reproducible), with the seed-to-seed spread added as a Student t over the paired "
+            f"seeds when there are ≥ 2. Cells decided: " + "; ".join(uses) + ".")
 
 
 def _runs_lines(comp: Comparison) -> list[str]:
@@ -165,11 +210,18 @@ def _notes(comp: Comparison) -> list[str]:
         out += [
             f"- **Gains** are over the baseline row ({comp.table.baseline_row}), same column: "
             "published = published(row) − published(baseline), reproduced = mean(row) − "
-            "mean(baseline), ± its standard error sqrt(s_row²/n_row + s_base²/n_base) when "
-            "both rows have ≥ 2 seeds.",
-            "- **Verdict** per cell: *holds* (✓) when the reproduced gain has the published "
-            "gain's sign, *does not hold* (✗) otherwise; *inconclusive* (~) when |reproduced "
-            "gain| ≤ its standard error. The row verdict summarises its cells.",
+            f"mean(baseline), then in brackets its {comp.bootstrap.percent} confidence "
+            "interval. The rows are paired by seed (same seed, same queries; a pair whose "
+            "records state different data or splits is refused). With per-query results in "
+            "the records: a paired bootstrap over the queries (the same resampled queries for "
+            "both rows and every seed) plus, with ≥ 2 paired seeds, the spread of the paired "
+            "seed differences as a Student t; without: the Student t-interval of the paired "
+            "seed differences (≥ 2 seeds), or no interval (one seed). The method in full: "
+            "`reid_core/results/report/uncertainty.py`.",
+            "- **Verdict** per cell: *holds* (✓) when the interval lies entirely on the "
+            "published gain's side of 0, *contradicted* (✗) when entirely on the other side, "
+            "*inconclusive* (~) otherwise or without an interval: a single seed never decides "
+            "a claim by the sign of its gain alone. The row verdict summarises its cells.",
         ]
     cell_notes = [(row.name, column_label(col), cell.flag, cell.note)
                   for row in comp.table.rows for col, cell in zip(comp.table.columns, row.cells)
@@ -192,7 +244,8 @@ def render_markdown(comp: Comparison, values_png: str, gains_png: str | None) ->
     out += ["## Table (paper layout)", ""] + _layout_table(comp) + [""]
     if gain_rows(comp):
         out += [f"## Gains over the baseline ({table.baseline_row})", "",
-                "Each cell: published gain / reproduced gain (± standard error) and verdict.", ""]
+                f"Each cell: published gain / reproduced gain "
+                f"[{comp.bootstrap.percent} confidence interval] and verdict.", ""]
         out += _gains_table(comp) + [""]
     out += _summary(comp)
     out += ["## Plots", "", f"![published vs reproduced]({values_png})", ""]

@@ -1,5 +1,6 @@
 """The plots of a metrics report: published vs reproduced per row (one panel per published
-column) and the gains over the baseline row, published vs reproduced (± standard error).
+column) and the gains over the baseline row, published vs reproduced (with the confidence
+interval of the reproduced gain).
 """
 
 from __future__ import annotations
@@ -31,8 +32,13 @@ def _new_figure(n_panels: int, n_rows: int) -> tuple[Any, list[Any]]:
 
 
 def _bars(ax: Any, labels: list[str], pairs: list[tuple[float, float, float]],
-          names: tuple[str, str]) -> None:
-    """Grouped horizontal bars (published, reproduced ± err); NaN values draw no bar."""
+          names: tuple[str, str],
+          intervals: list[tuple[float, float]] | None = None) -> None:
+    """Grouped horizontal bars (published, reproduced ± err); NaN values draw no bar.
+
+    ``intervals``: (low, high) per label, drawn as a whisker on the reproduced bar instead of
+    the ± err (NaN: none).
+    """
     import numpy as np
 
     y = np.arange(len(labels))
@@ -41,8 +47,14 @@ def _bars(ax: Any, labels: list[str], pairs: list[tuple[float, float, float]],
     err = np.array([0.0 if math.isnan(p[2]) else p[2] for p in pairs], dtype=float)
     keep_p, keep_r = ~np.isnan(pub), ~np.isnan(rep)
     ax.barh(y[keep_p] - 0.2, pub[keep_p], height=0.4, label=names[0], color="#8c8c8c")
-    ax.barh(y[keep_r] + 0.2, rep[keep_r], height=0.4, xerr=err[keep_r], label=names[1],
+    ax.barh(y[keep_r] + 0.2, rep[keep_r], height=0.4,
+            xerr=None if intervals is not None else err[keep_r], label=names[1],
             color="#1f77b4", error_kw={"capsize": 2})
+    if intervals is not None:
+        for yi, (low, high) in zip(y, intervals):
+            if not (math.isnan(low) or math.isnan(high)):
+                ax.errorbar([(low + high) / 2], [yi + 0.2], xerr=[[(high - low) / 2]],
+                            fmt="none", ecolor="black", elinewidth=1, capsize=2)
     ax.set_yticks(y, labels)
     ax.set_ylim(len(labels) - 0.5, -0.5)  # paper order, top to bottom
     ax.grid(axis="x", alpha=0.3)
@@ -84,9 +96,12 @@ def plot_gains(comp: Comparison, path: Path) -> None:
     for j, (ax, column) in enumerate(zip(axes, comp.table.columns)):
         sub = comp.frame.iloc[j::len(comp.table.columns)]
         sub = sub[sub["row"].isin([r.name for r in rows])]
-        pairs = [(line["published_gain"], line["reproduced_gain"], line["gain_se"])
+        pairs = [(line["published_gain"], line["reproduced_gain"], math.nan)
                  for _, line in sub.iterrows()]
-        _bars(ax, [r.name for r in rows], pairs, ("published gain", "reproduced gain (± se)"))
+        intervals = [(line["gain_low"], line["gain_high"]) for _, line in sub.iterrows()]
+        _bars(ax, [r.name for r in rows], pairs,
+              ("published gain", f"reproduced gain ({comp.bootstrap.percent} interval)"),
+              intervals)
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_title(column_label(column), fontsize=10)
         ax.set_xlabel(f"gain over {comp.table.baseline_row} (points)")

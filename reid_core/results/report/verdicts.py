@@ -5,12 +5,16 @@
 * published gain ``g_p`` = published(row) − published(baseline row), same column;
   reproduced gain ``g_r`` = mean(row) − mean(baseline row) over the seeds (records) of each.
 * ``claim_holds`` is NA unless both gains exist and ``g_p != 0``; then it is
-  ``sign(g_r) == sign(g_p)``.
-* ``verdict`` refines it with the seed noise: with at least 2 seeds on both rows,
-  ``gain_se = sqrt(std_row**2 / n_row + std_base**2 / n_base)`` (standard error of the
-  difference of the two means); if ``|g_r| <= gain_se`` the verdict is ``inconclusive``
-  whatever the sign. Otherwise ``holds`` / ``does not hold`` follow ``claim_holds``. With a
-  single seed on either row there is no noise estimate: the verdict is the sign alone.
+  ``sign(g_r) == sign(g_p)`` (the sign alone, no verdict is drawn from it).
+* ``verdict`` comes from the cell's confidence interval ``[gain_low, gain_high]`` of the
+  gain (:mod:`~reid_core.results.report.uncertainty`: paired bootstrap over the queries, combined
+  with the seed-to-seed spread; the seed spread alone for records without per-query data), by
+  :func:`interval_verdict`: ``holds`` when the interval lies entirely on the published gain's
+  side of 0, ``contradicted`` when entirely on the other side, ``inconclusive`` otherwise
+  (an interval touching 0 included), whenever there is no interval (rows whose query sets
+  could not be paired), and whenever fewer than :data:`MIN_SEEDS` seeds are paired: the
+  interval of one training run (its query bootstrap) is shown, but one run is not evidence
+  for or against a claim, whatever its sign or its test-set interval.
 * Other verdicts: ``baseline``, ``reference only``, ``not run`` (no record for the row/column),
   ``no baseline run`` (row run, baseline not), ``no published gain`` (a published value is
   missing or the published gain is 0). Cells of measured-quantity tables (parameter counts)
@@ -31,13 +35,13 @@ import pandas as pd
 from reid_core.results.paper_tables import Row
 
 __all__ = [
-    "BASELINE", "CHECKED", "HOLDS", "INCONCLUSIVE", "MEASURED", "NOT_HOLDS", "NOT_RUN",
+    "BASELINE", "CHECKED", "CONTRADICTED", "HOLDS", "INCONCLUSIVE", "MEASURED", "NOT_RUN",
     "NO_BASELINE_RUN", "NO_CONFIG", "NO_PUBLISHED_GAIN", "REFERENCE", "cell_verdict",
-    "data_verdict", "row_verdict",
+    "data_verdict", "interval_verdict", "row_verdict",
 ]
 
 HOLDS: Final[str] = "holds"
-NOT_HOLDS: Final[str] = "does not hold"
+CONTRADICTED: Final[str] = "contradicted"
 INCONCLUSIVE: Final[str] = "inconclusive"
 NOT_RUN: Final[str] = "not run"
 BASELINE: Final[str] = "baseline"
@@ -46,8 +50,30 @@ NO_BASELINE_RUN: Final[str] = "no baseline run"
 NO_PUBLISHED_GAIN: Final[str] = "no published gain"
 MEASURED: Final[str] = "measured"
 NO_CONFIG: Final[str] = "no config"
+#: Paired seeds a cell needs before its interval may decide (fewer: ``inconclusive``).
+MIN_SEEDS: Final[int] = 2
 #: The verdicts of a checked claim (both gains known).
-CHECKED: Final[tuple[str, ...]] = (HOLDS, NOT_HOLDS, INCONCLUSIVE)
+CHECKED: Final[tuple[str, ...]] = (HOLDS, CONTRADICTED, INCONCLUSIVE)
+
+
+def interval_verdict(published_gain: float, low: float, high: float) -> str:
+    """``holds`` / ``contradicted`` / ``inconclusive`` of an interval ``[low, high]`` of the
+    reproduced gain against a non-zero published gain (NaN bounds: no interval, inconclusive).
+
+    The interval must lie *strictly* on one side of 0: ``holds`` when it is entirely on the
+    side of the published gain's sign, ``contradicted`` when entirely on the other side.
+    """
+    if math.isnan(published_gain) or published_gain == 0:
+        raise ValueError(f"a verdict needs a non-zero published gain, got {published_gain!r}")
+    if math.isnan(low) or math.isnan(high):
+        return INCONCLUSIVE
+    side = math.copysign(1.0, published_gain)
+    near, far = sorted((side * low, side * high))
+    if near > 0:
+        return HOLDS
+    if far < 0:
+        return CONTRADICTED
+    return INCONCLUSIVE
 
 
 def cell_verdict(
@@ -55,9 +81,9 @@ def cell_verdict(
 ) -> tuple[Any, str]:
     """(claim_holds, verdict) of one cell of a metrics table (the rule: module docstring).
 
-    ``line`` holds the cell's ``published_gain``, ``reproduced_gain`` and ``gain_se``; ``n_row``
-    / ``n_base`` are the records of the row / the baseline row in that column (None: the table
-    has no baseline row).
+    ``line`` holds the cell's ``published_gain``, ``reproduced_gain`` and its interval
+    ``gain_low`` / ``gain_high`` (NaN: none); ``n_row`` / ``n_base`` are the records of the
+    row / the baseline row in that column (None: the table has no baseline row).
     """
     if row.reference_only:
         return pd.NA, REFERENCE
@@ -67,13 +93,15 @@ def cell_verdict(
         return pd.NA, NOT_RUN
     if not n_base:
         return pd.NA, NO_BASELINE_RUN
-    g_p, g_r, se = line["published_gain"], line["reproduced_gain"], line["gain_se"]
+    g_p, g_r = line["published_gain"], line["reproduced_gain"]
     if math.isnan(g_p) or g_p == 0:
         return pd.NA, NO_PUBLISHED_GAIN
     holds = math.copysign(1, g_r) == math.copysign(1, g_p) and g_r != 0
-    if not math.isnan(se) and abs(g_r) <= se:
+    if line.get("paired_seeds", 0) < MIN_SEEDS:
+        # A query bootstrap covers the test set, not training noise (seed to seed, the larger
+        # part at this scale): one training run is evidence of neither outcome.
         return holds, INCONCLUSIVE
-    return holds, HOLDS if holds else NOT_HOLDS
+    return holds, interval_verdict(g_p, line["gain_low"], line["gain_high"])
 
 
 def data_verdict(row: Row, n_row: int) -> str:
@@ -113,11 +141,11 @@ def _checked_verdict(counts: Counter[str], total: int) -> str:
     """Row verdict over its ``total`` checked cells."""
     if counts[HOLDS] == total:
         return f"claim holds ({total}/{total})"
-    if counts[NOT_HOLDS] == total:
-        return f"does not hold (0/{total})"
+    if counts[CONTRADICTED] == total:
+        return f"contradicted ({total}/{total})"
     if counts[INCONCLUSIVE] == total:
         return f"inconclusive ({total}/{total})"
     parts = [f"{counts[v]} {label}" for v, label in
-             ((HOLDS, "hold"), (NOT_HOLDS, "do not hold"), (INCONCLUSIVE, "inconclusive"))
+             ((HOLDS, "hold"), (CONTRADICTED, "contradicted"), (INCONCLUSIVE, "inconclusive"))
              if counts[v]]
     return "mixed: " + ", ".join(parts)

@@ -1,0 +1,519 @@
+"""Training at the speed of a bare step: the suite's trainer next to a bare torchvision step.
+
+Usage::
+
+    python benchmarks/trainer_speed.py                        # 3 alternating repeats of each
+    python benchmarks/trainer_speed.py --repeats 5 --epochs 6 --threads 2
+    python benchmarks/trainer_speed.py --breakdown            # + where a step's time goes
+
+Writes ``results/benchmarks/trainer_speed.json`` and ``trainer_speed.md`` (atomically; ``--out``
+to choose).
+
+What runs (each measurement in its own fresh subprocess, both with ``torch.set_num_threads(
+--threads)``, bare and trainer alternating so that a disturbance by other processes hits both):
+
+* **bare**: a torchvision training step and nothing else. ``torchvision.models.resnet18``
+  (random init, last stride 1, ``fc`` removed) -> BNNeck (BatchNorm1d with frozen bias,
+  bias-free 512 x 100 linear classifier), 64 x 32 input, batch 32 with P x K = 8 x 4 labels,
+  cross-entropy (label smoothing 0.1) + batch-hard triplet (margin 0.3) on the pre-BN feature,
+  ``torch.optim.Adam`` (lr 8e-4, weight decay 5e-4), on random tensors made before the clock
+  starts; ``zero_grad`` / ``backward`` / ``step``, no logging, no ``float(loss)``. Written here
+  from torchvision and torch alone (no ``reid_core`` code), in "epochs" of as many steps as
+  the trainer's epoch has, under ``torch.use_deterministic_algorithms(True)`` as the suite
+  runs (``--bare-nondeterministic`` to drop it).
+* **trainer**: ``reid_core.app.training.train`` -- the loop, per-epoch loader, objective,
+  hooks (non-finite guard, progress bar and log line rendered to a terminal console that
+  writes to /dev/null, a checkpoint after every epoch) -- on the ``rga_baseline`` row of
+  ``configs/papers/rga.yaml``, smoke profile (``synthetic-small``: 1,085 train images of 100
+  ids, ResNet-18 BNNeck, 64 x 32, P x K 8 x 4, RGA augmentation, Adam), seeded and
+  deterministic exactly as ``run_experiment`` runs it, for ``--epochs`` epochs (default: the
+  profile's 6). Checkpoints go to a temporary directory.
+
+Warm-up: the first epoch of both is excluded (the trainer decodes and caches the images in its
+first epoch; both grow the allocator and the thread pools). Reported, over the remaining epochs:
+
+* ``loop``: images / seconds inside the training loop, what the trainer's history reports as
+  ``images_per_s`` (data loading, augmentation, collation, forward, loss, backward, step,
+  per-step hooks);
+* ``cycle`` (trainer only): images / the whole epoch cycle -- the loop plus the epoch's log
+  line, its checkpoint (written atomically and fsync'ed) and building the next epoch's loader;
+* ``cpu/wall``: process CPU time over wall time in the timed epochs; about ``--threads`` when
+  the process had its cores to itself, lower when other processes took them.
+
+The ratio is trainer / bare, of the best repeat of each (the least disturbed) and of the
+medians. With ``--breakdown`` one more subprocess of each runs with perf_counter timers around
+each part of a step (the clock calls cost well under 1 us each; no profiler).
+The machine (a shared 2-core VM here) is recorded with the 1-minute load average before and
+after every subprocess. Timings are measurements, never assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = "rga_table1"
+ROW = "rga_baseline"
+PROFILE = "smoke"
+
+
+# ---------------------------------------------------------------------------------------------
+# The bare step (torch and torchvision only)
+# ---------------------------------------------------------------------------------------------
+
+
+def _bare_model(num_classes: int):
+    import torch
+    from torch import nn
+    from torchvision import models as tvm
+
+    class Bare(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            net = tvm.resnet18(weights=None)
+            net.layer4[0].conv1.stride = (1, 1)  # last stride 1, as re-ID models have it
+            net.layer4[0].downsample[0].stride = (1, 1)
+            net.fc = nn.Identity()
+            self.net = net
+            self.bn = nn.BatchNorm1d(512)
+            self.bn.bias.requires_grad_(False)
+            self.classifier = nn.Linear(512, num_classes, bias=False)
+            nn.init.normal_(self.classifier.weight, std=0.001)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            feat = self.net(x)  # GAP feature (B, 512)
+            return feat, self.classifier(self.bn(feat))
+
+    return Bare()
+
+
+def _batch_hard(feat, pids, margin: float):
+    import torch
+    import torch.nn.functional as F
+
+    sq = (feat * feat).sum(1, keepdim=True)
+    dist = (sq + sq.t() - 2.0 * (feat @ feat.t())).clamp(min=1e-12).sqrt()
+    same = pids[None] == pids[:, None]
+    eye = torch.eye(len(pids), dtype=torch.bool)
+    d_ap = dist.masked_fill(~(same & ~eye), float("-inf")).amax(1)
+    d_an = dist.masked_fill(same, float("inf")).amin(1)
+    return F.relu(d_ap - d_an + margin).mean()
+
+
+def bare_worker(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if not args.bare_nondeterministic:
+        torch.use_deterministic_algorithms(True)
+    p, k, classes = 8, 4, 100
+    model = _bare_model(classes)
+    params = [q for q in model.parameters() if q.requires_grad]
+    opt = torch.optim.Adam(params, lr=8e-4, weight_decay=5e-4)
+    steps = args.steps_per_epoch
+    images = torch.randn(steps, p * k, 3, args.height, args.width)
+    labels = torch.stack([torch.randperm(classes)[:p].repeat_interleave(k) for _ in range(steps)])
+    timer = _Timers(args.breakdown)
+    model.train()
+    epochs = []
+    for _ in range(args.epochs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        for i in range(steps):
+            x, y = images[i], labels[i]
+            with timer("forward"):
+                feat, logits = model(x)
+            with timer("loss"):
+                loss = (F.cross_entropy(logits, y, label_smoothing=0.1)
+                        + _batch_hard(feat, y, 0.3))
+            with timer("backward"):
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            with timer("optimizer step"):
+                opt.step()
+        epochs.append({"images": steps * p * k, "loop_s": time.perf_counter() - wall,
+                       "cpu_s": time.process_time() - cpu})
+        timer.epoch_done()
+    return {"what": "bare", "epochs": epochs, "breakdown": timer.summary(1),
+            "deterministic": not args.bare_nondeterministic}
+
+
+# ---------------------------------------------------------------------------------------------
+# The suite's trainer
+# ---------------------------------------------------------------------------------------------
+
+
+def row_config(epochs: int | None):
+    """The rga_baseline row's smoke config, as ``reproduce rga_table1`` builds it."""
+    import dataclasses
+
+    from reid_core.app.reproduce import build_row_config, load_paper_configs
+    from reid_core.results.paper_tables import load_table
+
+    source, raw = load_paper_configs(load_table(TABLE).paper)
+    cfg = build_row_config(raw, source, ROW, PROFILE, 0)
+    if epochs is not None:
+        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, epochs=epochs))
+    return cfg
+
+
+def trainer_worker(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from rich.console import Console
+
+    torch.set_num_threads(args.threads)
+    from reid_core.app.experiment import load_data
+    from reid_core.app.training import train
+    from reid_core.engine.trainer import Hook
+    from reid_core.models import build_model
+    from reid_core.utils.device import resolve_device
+    from reid_core.utils.seed import make_deterministic, seed_everything
+
+    cfg = row_config(args.epochs)
+    data = load_data(cfg, None)
+    settings = resolve_device("cpu")
+    # The progress bar and log lines are rendered as on a terminal (their cost is counted).
+    console = Console(file=open(os.devnull, "w"), force_terminal=True, width=120)
+    timer = _Timers(args.breakdown)
+
+    class Clock(Hook):
+        """Wall and CPU time at every epoch start and at the end: the epoch cycles."""
+
+        def __init__(self) -> None:
+            self.marks: list[tuple[float, float]] = []
+
+        def before_epoch(self, state) -> None:
+            self.marks.append((time.perf_counter(), time.process_time()))
+
+        def after_epoch(self, state) -> None:
+            timer.epoch_done()
+
+        def after_train(self, state) -> None:
+            self.marks.append((time.perf_counter(), time.process_time()))
+
+    clock = Clock()
+    seed_everything(cfg.seed)
+    make_deterministic()
+    model = build_model(cfg.model, data.num_train_pids, (cfg.data.height, cfg.data.width))
+    if args.breakdown:
+        _instrument_trainer(model, timer)
+    with tempfile.TemporaryDirectory(prefix="trainer_speed_") as tmp:
+        history = train(model, data.train, cfg, settings, Path(tmp) / "last.pt",
+                        console=console, extra_hooks=[clock])
+    epochs = []
+    for h, (w0, c0), (w1, c1) in zip(history, clock.marks, clock.marks[1:]):
+        epochs.append({"images": round(h["images_per_s"] * h["time_s"]),
+                       "loop_s": h["time_s"], "history_images_per_s": h["images_per_s"],
+                       "cycle_s": w1 - w0, "cpu_s": c1 - c0, "loss": h["loss"]})
+    return {"what": "trainer", "epochs": epochs, "breakdown": timer.summary(1),
+            "train_images": len(data.train), "ids": data.num_train_pids,
+            "config": {"table": TABLE, "row": ROW, "profile": PROFILE,
+                       "dataset": cfg.data.dataset, "batch_size": cfg.data.batch_size,
+                       "num_instances": cfg.data.num_instances, "augment": cfg.data.augment,
+                       "size": [cfg.data.height, cfg.data.width], "workers": cfg.data.workers,
+                       "backbone": cfg.model.backbone, "epochs": cfg.optim.epochs}}
+
+
+def _instrument_trainer(model, timer: _Timers) -> None:
+    """perf_counter timers around the parts of the trainer's step (this process only)."""
+    import torch
+    from torch.utils.data import dataloader
+    from torch.utils.data._utils import collate
+
+    from reid_core.data.image_dataset import ImageDataset
+    from reid_core.engine import hooks, loader
+    from reid_core.losses.objective import Objective
+
+    def wrap(owner, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*a, **kw):
+            with timer(label):
+                return original(*a, **kw)
+        setattr(owner, name, timed)
+
+    wrap(ImageDataset, "__getitem__", "data: sample (augmentation)")
+    wrap(collate, "default_collate", "data: collate")
+    wrap(loader.EpochLoader, "__call__", "epoch: build loader")
+    wrap(dataloader._SingleProcessDataLoaderIter, "_next_data", "data: loader total")
+    wrap(model, "forward", "forward")
+    wrap(Objective, "__call__", "loss (objective)")
+    wrap(torch.Tensor, "backward", "backward")
+    wrap(torch.optim.Adam, "step", "optimizer step")
+    wrap(torch.optim.Optimizer, "zero_grad", "zero_grad")
+    wrap(hooks.ConsoleLog, "after_step", "hook: progress bar")
+    wrap(hooks.ConsoleLog, "after_epoch", "epoch: log line")
+    wrap(hooks.NonFiniteGuard, "after_loss", "hook: non-finite guard")
+    wrap(hooks.Checkpointer, "after_epoch", "epoch: checkpoint")
+    head = model.head
+    wrap(head, "accuracy", "train accuracy")
+
+
+class _Timers:
+    """Named wall-clock sums per epoch (no-ops unless enabled)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.current: dict[str, float] = defaultdict(float)
+        self.epochs: list[dict[str, float]] = []
+        self._stack: list[float] = []
+
+    def __call__(self, label: str):
+        return _Section(self, label) if self.enabled else _NULL
+
+    def epoch_done(self) -> None:
+        if self.enabled:
+            self.epochs.append(dict(self.current))
+            self.current.clear()
+
+    def summary(self, skip: int) -> dict[str, float] | None:
+        """Mean seconds per epoch of every section, warm-up epochs skipped."""
+        if not self.enabled or len(self.epochs) <= skip:
+            return None
+        kept = self.epochs[skip:]
+        return {k: sum(e.get(k, 0.0) for e in kept) / len(kept)
+                for k in sorted({k for e in kept for k in e})}
+
+
+class _Section:
+    __slots__ = ("timers", "label", "t0")
+
+    def __init__(self, timers: _Timers, label: str) -> None:
+        self.timers, self.label = timers, label
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timers.current[self.label] += time.perf_counter() - self.t0
+
+
+class _Null:
+    def __enter__(self) -> None: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+_NULL = _Null()
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+
+
+def run_worker(what: str, args: argparse.Namespace, steps: int, breakdown: bool = False
+               ) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", what, "--threads", str(args.threads),
+           "--epochs", str(args.epochs), "--steps-per-epoch", str(steps)]
+    if breakdown:
+        cmd.append("--breakdown")
+    if args.bare_nondeterministic:
+        cmd.append("--bare-nondeterministic")
+    load_before = os.getloadavg()[0]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} worker failed:\n{proc.stderr[-4000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["load_before"], res["load_after"] = load_before, os.getloadavg()[0]
+    return res
+
+
+def summarise(res: dict[str, Any], warmup: int) -> dict[str, Any]:
+    timed = res["epochs"][warmup:]
+    images = sum(e["images"] for e in timed)
+    loop = sum(e["loop_s"] for e in timed)
+    out = {"images": images, "loop_s": loop, "loop_images_per_s": images / loop,
+           "epoch_loop_images_per_s": [e["images"] / e["loop_s"] for e in timed]}
+    wall = sum(e.get("cycle_s", e["loop_s"]) for e in timed)
+    out["cpu_per_wall"] = sum(e["cpu_s"] for e in timed) / wall
+    if "cycle_s" in timed[0]:
+        out["cycle_s"] = wall
+        out["cycle_images_per_s"] = images / wall
+    return out
+
+
+def steps_per_epoch(epochs: int | None) -> int:
+    """Batches of the trainer's epoch 0 (the P x K sampler drops incomplete chunks)."""
+    from reid_core.app.experiment import load_data
+    from reid_core.data.sampler import RandomIdentitySampler
+    from reid_core.utils.seed import epoch_generator
+
+    cfg = row_config(epochs)
+    data = load_data(cfg, None)
+    sampler = RandomIdentitySampler(data.train, cfg.data.batch_size, cfg.data.num_instances,
+                                    generator=epoch_generator(cfg.seed, 0))
+    return len(sampler) // cfg.data.batch_size
+
+
+def _best(values: list[float]) -> float:
+    return max(values)
+
+
+def render(report: dict[str, Any]) -> str:
+    h = report["header"]
+    out = io.StringIO()
+    out.write("# Trainer speed: the suite's trainer next to a bare torchvision step\n\n")
+    out.write(f"Command: `{h['command']}`\n\n")
+    out.write(f"Machine: {h['machine']}; torch {h['torch']}, torchvision {h['torchvision']} "
+              f"({h['cpu_capability']}), Python {h['python']}; {h['threads']} torch threads; "
+              f"git {h['git_commit']}; {h['date']}. 1-minute load average {h['load_min']:.2f}"
+              f"-{h['load_max']:.2f} over the run (before/after each subprocess; a shared "
+              f"2-core VM: other jobs may have run meanwhile, the best repeat is the least "
+              f"disturbed).\n\n")
+    c = report["trainer_config"]
+    out.write(f"Both: ResNet-18 BNNeck (last stride 1), {c['size'][0]}x{c['size'][1]}, batch "
+              f"{c['batch_size']} = P x K {c['batch_size'] // c['num_instances']} x "
+              f"{c['num_instances']}, Adam, CE + batch-hard triplet, {report['steps_per_epoch']} "
+              f"steps per epoch, {report['epochs']} epochs of which the first is warm-up "
+              f"(excluded). Bare: random tensors in memory, "
+              f"{'deterministic' if report['bare_deterministic'] else 'non-deterministic'} "
+              f"algorithms. Trainer: `reid_core.app.training.train`, {c['table']} row "
+              f"`{c['row']}`, {c['profile']} profile ({c['dataset']}, augment `{c['augment']}`, "
+              f"workers {c['workers']}), progress bar rendered, checkpoint every epoch.\n\n")
+    out.write("| measurement | repeats | img/s best | img/s median | per repeat | cpu/wall "
+              "(median) |\n| --- | ---: | ---: | ---: | --- | ---: |\n")
+    for row in report["rows"]:
+        out.write(f"| {row['name']} | {len(row['values'])} | {row['best']:.1f} | "
+                  f"{row['median']:.1f} | {', '.join(f'{v:.1f}' for v in row['values'])} | "
+                  f"{row['cpu_per_wall']:.2f} |\n")
+    r = report["ratios"]
+    out.write(f"\n**Ratio trainer / bare** (best repeats): loop {r['loop_best']:.3f}, cycle "
+              f"{r['cycle_best']:.3f}; (medians): loop {r['loop_median']:.3f}, cycle "
+              f"{r['cycle_median']:.3f}. Goal: loop >= 0.95.\n")
+    if report.get("breakdown"):
+        out.write("\n## Where an epoch's time goes (one more subprocess each, timers around "
+                  "the parts; seconds per epoch, warm-up excluded)\n\n")
+        out.write("| part | bare (s/epoch) | trainer (s/epoch) |\n| --- | ---: | ---: |\n")
+        b, t = report["breakdown"]["bare"] or {}, report["breakdown"]["trainer"] or {}
+        for key in sorted(set(b) | set(t), key=lambda k: -(t.get(k, 0) + b.get(k, 0))):
+            out.write(f"| {key} | {_f(b.get(key))} | {_f(t.get(key))} |\n")
+        out.write(f"| loop (total) | {_f(report['breakdown']['bare_loop_s'])} | "
+                  f"{_f(report['breakdown']['trainer_loop_s'])} |\n")
+        out.write("\nNested parts: `data: loader total` includes `data: sample` and `data: "
+                  "collate`; `epoch:` parts are outside the loop (in the cycle).\n")
+    for note in report.get("notes", []):
+        out.write(f"\n{note}\n")
+    return out.getvalue()
+
+
+def _f(v: float | None) -> str:
+    return "" if v is None else f"{v:.3f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each")
+    parser.add_argument("--epochs", type=int, default=6, help="per run; the first is warm-up")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of both (default: torch's default here)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="one more run of each with timers around the parts of a step")
+    parser.add_argument("--bare-nondeterministic", action="store_true",
+                        help="run the bare step without torch.use_deterministic_algorithms")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
+    parser.add_argument("--worker", choices=("bare", "trainer"), help=argparse.SUPPRESS)
+    parser.add_argument("--steps-per-epoch", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--height", type=int, default=64, help=argparse.SUPPRESS)
+    parser.add_argument("--width", type=int, default=32, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads is None:
+        args.threads = torch.get_num_threads()
+    if args.worker:
+        fn = bare_worker if args.worker == "bare" else trainer_worker
+        print(json.dumps(fn(args)))
+        return
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2 (the first is warm-up)")
+
+    import torchvision
+
+    from reid_core.results.records import software_versions
+    from reid_core.utils.io import atomic_write_json, atomic_write_text
+
+    steps = steps_per_epoch(args.epochs)
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "trainer": []}
+    for r in range(args.repeats):
+        for what in ("bare", "trainer"):
+            print(f"[{r + 1}/{args.repeats}] {what} ...", flush=True)
+            res = run_worker(what, args, steps)
+            res["summary"] = summarise(res, 1)
+            runs[what].append(res)
+            s = res["summary"]
+            print(f"    loop {s['loop_images_per_s']:.1f} img/s"
+                  + (f", cycle {s['cycle_images_per_s']:.1f} img/s" if "cycle_s" in s else "")
+                  + f", cpu/wall {s['cpu_per_wall']:.2f}, load {res['load_before']:.2f}"
+                  f" -> {res['load_after']:.2f}", flush=True)
+    breakdown = None
+    if args.breakdown:
+        print("breakdown runs ...", flush=True)
+        b = run_worker("bare", args, steps, breakdown=True)
+        t = run_worker("trainer", args, steps, breakdown=True)
+        breakdown = {"bare": b["breakdown"], "trainer": t["breakdown"],
+                     "bare_loop_s": statistics.fmean(e["loop_s"] for e in b["epochs"][1:]),
+                     "trainer_loop_s": statistics.fmean(e["loop_s"] for e in t["epochs"][1:]),
+                     "trainer_cycle_s": statistics.fmean(e["cycle_s"] for e in t["epochs"][1:]),
+                     "load": [b["load_before"], t["load_after"]]}
+
+    def row(name: str, what: str, key: str) -> dict[str, Any]:
+        values = [res["summary"][key] for res in runs[what]]
+        return {"name": name, "what": what, "key": key, "values": values,
+                "best": _best(values), "median": statistics.median(values),
+                "cpu_per_wall": statistics.median(res["summary"]["cpu_per_wall"]
+                                                  for res in runs[what])}
+
+    rows = [row("bare torchvision step", "bare", "loop_images_per_s"),
+            row("trainer: training loop (history images_per_s)", "trainer",
+                "loop_images_per_s"),
+            row("trainer: whole epoch cycle (+ log, checkpoint, next loader)", "trainer",
+                "cycle_images_per_s")]
+    bare, loop, cycle = rows
+    loads = [x for res in runs["bare"] + runs["trainer"]
+             for x in (res["load_before"], res["load_after"])]
+    versions = software_versions()
+    report = {
+        "what": "trainer speed vs a bare torchvision step (benchmarks/trainer_speed.py)",
+        "header": {"command": "python benchmarks/trainer_speed.py " + " ".join(sys.argv[1:]),
+                   "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                              f"{platform.platform()}",
+                   "torch": torch.__version__, "torchvision": torchvision.__version__,
+                   "python": platform.python_version(),
+                   "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                   "threads": args.threads, "git_commit": versions["git_commit"],
+                   "date": time.strftime("%Y-%m-%d %H:%M"),
+                   "load_min": min(loads), "load_max": max(loads)},
+        "steps_per_epoch": steps, "epochs": args.epochs, "warmup_epochs": 1,
+        "bare_deterministic": not args.bare_nondeterministic,
+        "trainer_config": runs["trainer"][0]["config"],
+        "rows": rows,
+        "ratios": {"loop_best": loop["best"] / bare["best"],
+                   "cycle_best": cycle["best"] / bare["best"],
+                   "loop_median": loop["median"] / bare["median"],
+                   "cycle_median": cycle["median"] / bare["median"]},
+        "breakdown": breakdown,
+        "runs": runs,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out / "trainer_speed.json", report)
+    text = render(report)
+    atomic_write_text(args.out / "trainer_speed.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
