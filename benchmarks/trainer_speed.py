@@ -70,6 +70,51 @@ PROFILE = "smoke"
 
 
 # ---------------------------------------------------------------------------------------------
+# Clocks: wall, this process's CPU, and the whole machine's busy CPU (Linux /proc/stat)
+# ---------------------------------------------------------------------------------------------
+
+
+def machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has been busy (all cores; user, nice, system, irq,
+    softirq, steal), or None where /proc/stat is unavailable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def mark() -> tuple[float, float, float | None]:
+    """(wall, this process's CPU, machine busy CPU) now, in seconds."""
+    return time.perf_counter(), time.process_time(), machine_busy_s()
+
+
+def interval(start: tuple, end: tuple) -> dict[str, float | None]:
+    """Wall and CPU seconds between two marks; ``others_cores``: the cores other processes
+    kept busy on average meanwhile (machine busy CPU minus ours, over the wall time)."""
+    wall, cpu = end[0] - start[0], end[1] - start[1]
+    others = None
+    if start[2] is not None and end[2] is not None and wall > 0:
+        others = max(end[2] - start[2] - cpu, 0.0) / wall
+    return {"wall_s": wall, "cpu_s": cpu, "others_cores": others}
+
+
+def wait_until_idle(threshold: float, max_wait_s: float, probe_s: float = 3.0) -> float | None:
+    """Wait (up to ``max_wait_s``) until other processes keep fewer than ``threshold`` cores
+    busy over ``probe_s`` seconds; return the last measured value (None: not measurable)."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        start = mark()
+        time.sleep(probe_s)
+        busy = interval(start, mark())["others_cores"]
+        if busy is None or busy < threshold or time.monotonic() >= deadline:
+            return busy
+        print(f"    waiting: other processes use {busy:.2f} cores", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # The bare step (torch and torchvision only)
 # ---------------------------------------------------------------------------------------------
 
@@ -131,7 +176,7 @@ def bare_worker(args: argparse.Namespace) -> dict[str, Any]:
     model.train()
     epochs = []
     for _ in range(args.epochs):
-        wall, cpu = time.perf_counter(), time.process_time()
+        start = mark()
         for i in range(steps):
             x, y = images[i], labels[i]
             with timer("forward"):
@@ -144,8 +189,9 @@ def bare_worker(args: argparse.Namespace) -> dict[str, Any]:
                 loss.backward()
             with timer("optimizer step"):
                 opt.step()
-        epochs.append({"images": steps * p * k, "loop_s": time.perf_counter() - wall,
-                       "cpu_s": time.process_time() - cpu})
+        span = interval(start, mark())
+        epochs.append({"images": steps * p * k, "loop_s": span["wall_s"],
+                       "cpu_s": span["cpu_s"], "others_cores": span["others_cores"]})
         timer.epoch_done()
     return {"what": "bare", "epochs": epochs, "breakdown": timer.summary(1),
             "deterministic": not args.bare_nondeterministic}
@@ -190,19 +236,19 @@ def trainer_worker(args: argparse.Namespace) -> dict[str, Any]:
     timer = _Timers(args.breakdown)
 
     class Clock(Hook):
-        """Wall and CPU time at every epoch start and at the end: the epoch cycles."""
+        """A mark at every epoch start and at the end: the epoch cycles."""
 
         def __init__(self) -> None:
-            self.marks: list[tuple[float, float]] = []
+            self.marks: list[tuple] = []
 
         def before_epoch(self, state) -> None:
-            self.marks.append((time.perf_counter(), time.process_time()))
+            self.marks.append(mark())
 
         def after_epoch(self, state) -> None:
             timer.epoch_done()
 
         def after_train(self, state) -> None:
-            self.marks.append((time.perf_counter(), time.process_time()))
+            self.marks.append(mark())
 
     clock = Clock()
     seed_everything(cfg.seed)
@@ -214,10 +260,12 @@ def trainer_worker(args: argparse.Namespace) -> dict[str, Any]:
         history = train(model, data.train, cfg, settings, Path(tmp) / "last.pt",
                         console=console, extra_hooks=[clock])
     epochs = []
-    for h, (w0, c0), (w1, c1) in zip(history, clock.marks, clock.marks[1:]):
+    for h, start, end in zip(history, clock.marks, clock.marks[1:]):
+        span = interval(start, end)
         epochs.append({"images": round(h["images_per_s"] * h["time_s"]),
                        "loop_s": h["time_s"], "history_images_per_s": h["images_per_s"],
-                       "cycle_s": w1 - w0, "cpu_s": c1 - c0, "loss": h["loss"]})
+                       "cycle_s": span["wall_s"], "cpu_s": span["cpu_s"],
+                       "others_cores": span["others_cores"], "loss": h["loss"]})
     return {"what": "trainer", "epochs": epochs, "breakdown": timer.summary(1),
             "train_images": len(data.train), "ids": data.num_train_pids,
             "config": {"table": TABLE, "row": ROW, "profile": PROFILE,
@@ -316,18 +364,22 @@ _NULL = _Null()
 
 def run_worker(what: str, args: argparse.Namespace, steps: int, breakdown: bool = False
                ) -> dict[str, Any]:
+    """One measurement in a fresh subprocess (after waiting for the machine to be idle)."""
     cmd = [sys.executable, __file__, "--worker", what, "--threads", str(args.threads),
            "--epochs", str(args.epochs), "--steps-per-epoch", str(steps)]
     if breakdown:
         cmd.append("--breakdown")
     if args.bare_nondeterministic:
         cmd.append("--bare-nondeterministic")
+    others_before = (wait_until_idle(args.idle_below, args.max_wait)
+                     if args.idle_below > 0 else None)
     load_before = os.getloadavg()[0]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{what} worker failed:\n{proc.stderr[-4000:]}")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["load_before"], res["load_after"] = load_before, os.getloadavg()[0]
+    res.update(load_before=load_before, load_after=os.getloadavg()[0],
+               others_cores_before=others_before)
     return res
 
 
@@ -339,6 +391,10 @@ def summarise(res: dict[str, Any], warmup: int) -> dict[str, Any]:
            "epoch_loop_images_per_s": [e["images"] / e["loop_s"] for e in timed]}
     wall = sum(e.get("cycle_s", e["loop_s"]) for e in timed)
     out["cpu_per_wall"] = sum(e["cpu_s"] for e in timed) / wall
+    others = [e["others_cores"] for e in timed]
+    out["others_cores"] = (None if None in others else
+                           sum(o * e.get("cycle_s", e["loop_s"]) for o, e in zip(others, timed))
+                           / wall)
     if "cycle_s" in timed[0]:
         out["cycle_s"] = wall
         out["cycle_images_per_s"] = images / wall
@@ -358,59 +414,64 @@ def steps_per_epoch(epochs: int | None) -> int:
     return len(sampler) // cfg.data.batch_size
 
 
-def _best(values: list[float]) -> float:
-    return max(values)
-
-
 def render(report: dict[str, Any]) -> str:
     h = report["header"]
+    c = report["trainer_config"]
     out = io.StringIO()
     out.write("# Trainer speed: the suite's trainer next to a bare torchvision step\n\n")
-    out.write(f"Command: `{h['command']}`\n\n")
+    out.write(f"Command: `{h['command']}` ({h['date']}, git {h['git_commit']})\n\n")
     out.write(f"Machine: {h['machine']}; torch {h['torch']}, torchvision {h['torchvision']} "
-              f"({h['cpu_capability']}), Python {h['python']}; {h['threads']} torch threads; "
-              f"git {h['git_commit']}; {h['date']}. 1-minute load average {h['load_min']:.2f}"
-              f"-{h['load_max']:.2f} over the run (before/after each subprocess; a shared "
-              f"2-core VM: other jobs may have run meanwhile, the best repeat is the least "
-              f"disturbed).\n\n")
-    c = report["trainer_config"]
+              f"({h['cpu_capability']}), Python {h['python']}; **{h['threads']} torch threads** "
+              f"in both. Load: 1-minute load average {h['load_min']:.2f}-{h['load_max']:.2f} "
+              f"(before/after each subprocess, ours included); other processes kept "
+              f"{_f(h['others_cores_min'], '.2f')}-{_f(h['others_cores_max'], '.2f')} cores "
+              f"busy on average during the timed epochs (column *others*; a shared 2-core VM, "
+              f"so the best repeat is the least disturbed one).\n\n")
     out.write(f"Both: ResNet-18 BNNeck (last stride 1), {c['size'][0]}x{c['size'][1]}, batch "
               f"{c['batch_size']} = P x K {c['batch_size'] // c['num_instances']} x "
-              f"{c['num_instances']}, Adam, CE + batch-hard triplet, {report['steps_per_epoch']} "
-              f"steps per epoch, {report['epochs']} epochs of which the first is warm-up "
-              f"(excluded). Bare: random tensors in memory, "
+              f"{c['num_instances']}, Adam, CE + batch-hard triplet; {report['steps_per_epoch']} "
+              f"steps per epoch, {report['epochs']} epochs per run of which the first is "
+              f"warm-up (excluded). **Bare**: random tensors in memory, "
               f"{'deterministic' if report['bare_deterministic'] else 'non-deterministic'} "
-              f"algorithms. Trainer: `reid_core.app.training.train`, {c['table']} row "
-              f"`{c['row']}`, {c['profile']} profile ({c['dataset']}, augment `{c['augment']}`, "
-              f"workers {c['workers']}), progress bar rendered, checkpoint every epoch.\n\n")
-    out.write("| measurement | repeats | img/s best | img/s median | per repeat | cpu/wall "
-              "(median) |\n| --- | ---: | ---: | ---: | --- | ---: |\n")
+              f"algorithms, no logging. **Trainer**: `reid_core.app.training.train` on "
+              f"{c['table']} row `{c['row']}`, {c['profile']} profile ({c['dataset']}, "
+              f"{c['train_images']} images of {c['ids']} ids, augment `{c['augment']}`, workers "
+              f"{c['workers']}), progress bar rendered to a terminal console, checkpoint "
+              f"every epoch. Each run is its own subprocess; bare and trainer alternate.\n\n")
+    out.write("| measurement | img/s best | img/s median | per repeat | cpu/wall | others "
+              "(cores) |\n| --- | ---: | ---: | --- | --- | --- |\n")
     for row in report["rows"]:
-        out.write(f"| {row['name']} | {len(row['values'])} | {row['best']:.1f} | "
-                  f"{row['median']:.1f} | {', '.join(f'{v:.1f}' for v in row['values'])} | "
-                  f"{row['cpu_per_wall']:.2f} |\n")
+        out.write(f"| {row['name']} | **{row['best']:.1f}** | {row['median']:.1f} | "
+                  f"{', '.join(f'{v:.1f}' for v in row['values'])} | "
+                  f"{', '.join(f'{v:.2f}' for v in row['cpu_per_wall'])} | "
+                  f"{', '.join(_f(v, '.2f') for v in row['others_cores'])} |\n")
     r = report["ratios"]
-    out.write(f"\n**Ratio trainer / bare** (best repeats): loop {r['loop_best']:.3f}, cycle "
-              f"{r['cycle_best']:.3f}; (medians): loop {r['loop_median']:.3f}, cycle "
-              f"{r['cycle_median']:.3f}. Goal: loop >= 0.95.\n")
+    out.write(f"\n**Trainer / bare**: training loop **{r['loop_best']:.3f}** (best repeats; "
+              f"medians {r['loop_median']:.3f}, paired repeats {r['loop_paired_median']:.3f}); "
+              f"whole epoch cycle {r['cycle_best']:.3f} (medians {r['cycle_median']:.3f}). "
+              f"Goal: >= 0.95.\n")
     if report.get("breakdown"):
-        out.write("\n## Where an epoch's time goes (one more subprocess each, timers around "
-                  "the parts; seconds per epoch, warm-up excluded)\n\n")
-        out.write("| part | bare (s/epoch) | trainer (s/epoch) |\n| --- | ---: | ---: |\n")
-        b, t = report["breakdown"]["bare"] or {}, report["breakdown"]["trainer"] or {}
+        bd = report["breakdown"]
+        out.write("\n## Where an epoch goes\n\nOne more run of each with perf_counter timers "
+                  "around the parts (seconds per epoch, warm-up excluded; other processes "
+                  f"kept {_f(bd['others_cores'][0], '.2f')} / {_f(bd['others_cores'][1], '.2f')}"
+                  " cores busy):\n\n")
+        out.write("| part | bare | trainer |\n| --- | ---: | ---: |\n")
+        b, t = bd["bare"] or {}, bd["trainer"] or {}
         for key in sorted(set(b) | set(t), key=lambda k: -(t.get(k, 0) + b.get(k, 0))):
             out.write(f"| {key} | {_f(b.get(key))} | {_f(t.get(key))} |\n")
-        out.write(f"| loop (total) | {_f(report['breakdown']['bare_loop_s'])} | "
-                  f"{_f(report['breakdown']['trainer_loop_s'])} |\n")
-        out.write("\nNested parts: `data: loader total` includes `data: sample` and `data: "
-                  "collate`; `epoch:` parts are outside the loop (in the cycle).\n")
+        out.write(f"| **training loop** | {_f(bd['bare_loop_s'])} | {_f(bd['trainer_loop_s'])} "
+                  f"|\n| **epoch cycle** |  | {_f(bd['trainer_cycle_s'])} |\n")
+        out.write("\n`data: loader total` is the DataLoader's `next()` and includes `data: "
+                  "sample` (dataset `__getitem__`: augmentation) and `data: collate`; the "
+                  "`epoch:` rows are outside the training loop, in the cycle.\n")
     for note in report.get("notes", []):
         out.write(f"\n{note}\n")
     return out.getvalue()
 
 
-def _f(v: float | None) -> str:
-    return "" if v is None else f"{v:.3f}"
+def _f(v: float | None, spec: str = ".3f") -> str:
+    return "" if v is None else format(v, spec)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -423,6 +484,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="one more run of each with timers around the parts of a step")
     parser.add_argument("--bare-nondeterministic", action="store_true",
                         help="run the bare step without torch.use_deterministic_algorithms")
+    parser.add_argument("--idle-below", type=float, default=0.3, metavar="CORES",
+                        help="before each run, wait until other processes use fewer cores than "
+                             "this (0: do not wait)")
+    parser.add_argument("--max-wait", type=float, default=600, metavar="S",
+                        help="... but at most this long per run")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
     parser.add_argument("--worker", choices=("bare", "trainer"), help=argparse.SUPPRESS)
     parser.add_argument("--steps-per-epoch", type=int, default=0, help=argparse.SUPPRESS)
@@ -457,8 +523,9 @@ def main(argv: list[str] | None = None) -> None:
             s = res["summary"]
             print(f"    loop {s['loop_images_per_s']:.1f} img/s"
                   + (f", cycle {s['cycle_images_per_s']:.1f} img/s" if "cycle_s" in s else "")
-                  + f", cpu/wall {s['cpu_per_wall']:.2f}, load {res['load_before']:.2f}"
-                  f" -> {res['load_after']:.2f}", flush=True)
+                  + f", cpu/wall {s['cpu_per_wall']:.2f}, others {_f(s['others_cores'], '.2f')}"
+                  f" cores, load {res['load_before']:.2f} -> {res['load_after']:.2f}",
+                  flush=True)
     breakdown = None
     if args.breakdown:
         print("breakdown runs ...", flush=True)
@@ -468,23 +535,25 @@ def main(argv: list[str] | None = None) -> None:
                      "bare_loop_s": statistics.fmean(e["loop_s"] for e in b["epochs"][1:]),
                      "trainer_loop_s": statistics.fmean(e["loop_s"] for e in t["epochs"][1:]),
                      "trainer_cycle_s": statistics.fmean(e["cycle_s"] for e in t["epochs"][1:]),
-                     "load": [b["load_before"], t["load_after"]]}
+                     "others_cores": [summarise(b, 1)["others_cores"],
+                                      summarise(t, 1)["others_cores"]]}
 
     def row(name: str, what: str, key: str) -> dict[str, Any]:
         values = [res["summary"][key] for res in runs[what]]
         return {"name": name, "what": what, "key": key, "values": values,
-                "best": _best(values), "median": statistics.median(values),
-                "cpu_per_wall": statistics.median(res["summary"]["cpu_per_wall"]
-                                                  for res in runs[what])}
+                "best": max(values), "median": statistics.median(values),
+                "cpu_per_wall": [res["summary"]["cpu_per_wall"] for res in runs[what]],
+                "others_cores": [res["summary"]["others_cores"] for res in runs[what]]}
 
     rows = [row("bare torchvision step", "bare", "loop_images_per_s"),
-            row("trainer: training loop (history images_per_s)", "trainer",
+            row("trainer: training loop (the history's `images_per_s`)", "trainer",
                 "loop_images_per_s"),
-            row("trainer: whole epoch cycle (+ log, checkpoint, next loader)", "trainer",
+            row("trainer: whole epoch cycle (+ log line, checkpoint, next loader)", "trainer",
                 "cycle_images_per_s")]
     bare, loop, cycle = rows
     loads = [x for res in runs["bare"] + runs["trainer"]
              for x in (res["load_before"], res["load_after"])]
+    others = [v for rw in rows for v in rw["others_cores"] if v is not None]
     versions = software_versions()
     report = {
         "what": "trainer speed vs a bare torchvision step (benchmarks/trainer_speed.py)",
@@ -496,15 +565,21 @@ def main(argv: list[str] | None = None) -> None:
                    "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                    "threads": args.threads, "git_commit": versions["git_commit"],
                    "date": time.strftime("%Y-%m-%d %H:%M"),
-                   "load_min": min(loads), "load_max": max(loads)},
+                   "load_min": min(loads), "load_max": max(loads),
+                   "others_cores_min": min(others, default=None),
+                   "others_cores_max": max(others, default=None)},
         "steps_per_epoch": steps, "epochs": args.epochs, "warmup_epochs": 1,
         "bare_deterministic": not args.bare_nondeterministic,
-        "trainer_config": runs["trainer"][0]["config"],
+        "trainer_config": {**runs["trainer"][0]["config"],
+                           "train_images": runs["trainer"][0]["train_images"],
+                           "ids": runs["trainer"][0]["ids"]},
         "rows": rows,
         "ratios": {"loop_best": loop["best"] / bare["best"],
                    "cycle_best": cycle["best"] / bare["best"],
                    "loop_median": loop["median"] / bare["median"],
-                   "cycle_median": cycle["median"] / bare["median"]},
+                   "cycle_median": cycle["median"] / bare["median"],
+                   "loop_paired_median": statistics.median(
+                       t / b for t, b in zip(loop["values"], bare["values"]))},
         "breakdown": breakdown,
         "runs": runs,
     }
