@@ -5,6 +5,8 @@ Usage::
     python benchmarks/trainer_speed.py                        # 3 alternating repeats of each
     python benchmarks/trainer_speed.py --repeats 5 --epochs 6 --threads 2
     python benchmarks/trainer_speed.py --breakdown            # + where a step's time goes
+    git archive fb39cea | tar -x -C /tmp/before               # another version of reid_core:
+    python benchmarks/trainer_speed.py --compare-tree /tmp/before   # its trainer alongside
 
 Writes ``results/benchmarks/trainer_speed.json`` and ``trainer_speed.md`` (atomically; ``--out``
 to choose).
@@ -266,7 +268,10 @@ def trainer_worker(args: argparse.Namespace) -> dict[str, Any]:
                        "loop_s": h["time_s"], "history_images_per_s": h["images_per_s"],
                        "cycle_s": span["wall_s"], "cpu_s": span["cpu_s"],
                        "others_cores": span["others_cores"], "loss": h["loss"]})
+    import reid_core
+
     return {"what": "trainer", "epochs": epochs, "breakdown": timer.summary(1),
+            "reid_core": str(Path(reid_core.__file__).resolve().parents[1]),
             "train_images": len(data.train), "ids": data.num_train_pids,
             "config": {"table": TABLE, "row": ROW, "profile": PROFILE,
                        "dataset": cfg.data.dataset, "batch_size": cfg.data.batch_size,
@@ -362,9 +367,13 @@ _NULL = _Null()
 # ---------------------------------------------------------------------------------------------
 
 
-def run_worker(what: str, args: argparse.Namespace, steps: int, breakdown: bool = False
-               ) -> dict[str, Any]:
-    """One measurement in a fresh subprocess (after waiting for the machine to be idle)."""
+def run_worker(what: str, args: argparse.Namespace, steps: int, breakdown: bool = False,
+               tree: Path | None = None) -> dict[str, Any]:
+    """One measurement in a fresh subprocess (after waiting for the machine to be idle);
+    ``tree``: import reid_core from that directory instead."""
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
     cmd = [sys.executable, __file__, "--worker", what, "--threads", str(args.threads),
            "--epochs", str(args.epochs), "--steps-per-epoch", str(steps)]
     if breakdown:
@@ -374,10 +383,12 @@ def run_worker(what: str, args: argparse.Namespace, steps: int, breakdown: bool 
     others_before = (wait_until_idle(args.idle_below, args.max_wait)
                      if args.idle_below > 0 else None)
     load_before = os.getloadavg()[0]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{what} worker failed:\n{proc.stderr[-4000:]}")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
+    if tree is not None and not res["reid_core"].startswith(str(tree.resolve())):
+        raise RuntimeError(f"--compare-tree {tree}: the worker imported {res['reid_core']}")
     res.update(load_before=load_before, load_after=os.getloadavg()[0],
                others_cores_before=others_before)
     return res
@@ -450,18 +461,30 @@ def render(report: dict[str, Any]) -> str:
               f"medians {r['loop_median']:.3f}, paired repeats {r['loop_paired_median']:.3f}); "
               f"whole epoch cycle {r['cycle_best']:.3f} (medians {r['cycle_median']:.3f}). "
               f"Goal: >= 0.95.\n")
+    if "compare_loop_best" in r:
+        out.write(f"\nThe compared tree's trainer / bare: training loop "
+                  f"**{r['compare_loop_best']:.3f}** (best repeats; medians "
+                  f"{r['compare_loop_median']:.3f}, paired repeats "
+                  f"{r['compare_loop_paired_median']:.3f}); whole epoch cycle "
+                  f"{r['compare_cycle_best']:.3f}.\n")
     if report.get("breakdown"):
         bd = report["breakdown"]
+        cmp = "compare" in bd
         out.write("\n## Where an epoch goes\n\nOne more run of each with perf_counter timers "
                   "around the parts (seconds per epoch, warm-up excluded; other processes "
-                  f"kept {_f(bd['others_cores'][0], '.2f')} / {_f(bd['others_cores'][1], '.2f')}"
-                  " cores busy):\n\n")
-        out.write("| part | bare | trainer |\n| --- | ---: | ---: |\n")
-        b, t = bd["bare"] or {}, bd["trainer"] or {}
-        for key in sorted(set(b) | set(t), key=lambda k: -(t.get(k, 0) + b.get(k, 0))):
-            out.write(f"| {key} | {_f(b.get(key))} | {_f(t.get(key))} |\n")
-        out.write(f"| **training loop** | {_f(bd['bare_loop_s'])} | {_f(bd['trainer_loop_s'])} "
-                  f"|\n| **epoch cycle** |  | {_f(bd['trainer_cycle_s'])} |\n")
+                  "kept " + " / ".join(_f(v, ".2f") for v in bd["others_cores"])
+                  + " cores busy):\n\n")
+        out.write("| part | bare | trainer |" + (" trainer (compared tree) |" if cmp else "")
+                  + "\n| --- | ---: | ---: |" + (" ---: |" if cmp else "") + "\n")
+        cols = [bd["bare"] or {}, bd["trainer"] or {}] + ([bd["compare"] or {}] if cmp else [])
+        keys = sorted({k for col in cols for k in col},
+                      key=lambda k: -sum(col.get(k, 0) for col in cols))
+        for key in keys:
+            out.write(f"| {key} | " + " | ".join(_f(col.get(key)) for col in cols) + " |\n")
+        out.write(f"| **training loop** | {_f(bd['bare_loop_s'])} | {_f(bd['trainer_loop_s'])} |"
+                  + (f" {_f(bd['compare_loop_s'])} |" if cmp else "")
+                  + f"\n| **epoch cycle** |  | {_f(bd['trainer_cycle_s'])} |"
+                  + (f" {_f(bd['compare_cycle_s'])} |" if cmp else "") + "\n")
         out.write("\n`data: loader total` is the DataLoader's `next()` and includes `data: "
                   "sample` (dataset `__getitem__`: augmentation) and `data: collate`; the "
                   "`epoch:` rows are outside the training loop, in the cycle.\n")
@@ -489,6 +512,9 @@ def main(argv: list[str] | None = None) -> None:
                              "this (0: do not wait)")
     parser.add_argument("--max-wait", type=float, default=600, metavar="S",
                         help="... but at most this long per run")
+    parser.add_argument("--compare-tree", type=Path, default=None, metavar="DIR",
+                        help="also run the trainer of the reid_core in DIR (e.g. an earlier "
+                             "commit, `git archive COMMIT | tar -x -C DIR`), alternating")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
     parser.add_argument("--worker", choices=("bare", "trainer"), help=argparse.SUPPRESS)
     parser.add_argument("--steps-per-epoch", type=int, default=0, help=argparse.SUPPRESS)
@@ -514,12 +540,16 @@ def main(argv: list[str] | None = None) -> None:
 
     steps = steps_per_epoch(args.epochs)
     runs: dict[str, list[dict[str, Any]]] = {"bare": [], "trainer": []}
+    kinds = [("bare", "bare", None), ("trainer", "trainer", None)]
+    if args.compare_tree is not None:
+        runs["trainer (compare tree)"] = []
+        kinds.append(("trainer (compare tree)", "trainer", args.compare_tree))
     for r in range(args.repeats):
-        for what in ("bare", "trainer"):
-            print(f"[{r + 1}/{args.repeats}] {what} ...", flush=True)
-            res = run_worker(what, args, steps)
+        for name, what, tree in kinds:
+            print(f"[{r + 1}/{args.repeats}] {name} ...", flush=True)
+            res = run_worker(what, args, steps, tree=tree)
             res["summary"] = summarise(res, 1)
-            runs[what].append(res)
+            runs[name].append(res)
             s = res["summary"]
             print(f"    loop {s['loop_images_per_s']:.1f} img/s"
                   + (f", cycle {s['cycle_images_per_s']:.1f} img/s" if "cycle_s" in s else "")
@@ -537,6 +567,13 @@ def main(argv: list[str] | None = None) -> None:
                      "trainer_cycle_s": statistics.fmean(e["cycle_s"] for e in t["epochs"][1:]),
                      "others_cores": [summarise(b, 1)["others_cores"],
                                       summarise(t, 1)["others_cores"]]}
+        if args.compare_tree is not None:
+            c = run_worker("trainer", args, steps, breakdown=True, tree=args.compare_tree)
+            breakdown.update(
+                compare=c["breakdown"],
+                compare_loop_s=statistics.fmean(e["loop_s"] for e in c["epochs"][1:]),
+                compare_cycle_s=statistics.fmean(e["cycle_s"] for e in c["epochs"][1:]))
+            breakdown["others_cores"].append(summarise(c, 1)["others_cores"])
 
     def row(name: str, what: str, key: str) -> dict[str, Any]:
         values = [res["summary"][key] for res in runs[what]]
@@ -551,7 +588,12 @@ def main(argv: list[str] | None = None) -> None:
             row("trainer: whole epoch cycle (+ log line, checkpoint, next loader)", "trainer",
                 "cycle_images_per_s")]
     bare, loop, cycle = rows
-    loads = [x for res in runs["bare"] + runs["trainer"]
+    if args.compare_tree is not None:
+        rows += [row(f"trainer of `{args.compare_tree}`: training loop",
+                     "trainer (compare tree)", "loop_images_per_s"),
+                 row(f"trainer of `{args.compare_tree}`: whole epoch cycle",
+                     "trainer (compare tree)", "cycle_images_per_s")]
+    loads = [x for group in runs.values() for res in group
              for x in (res["load_before"], res["load_after"])]
     others = [v for rw in rows for v in rw["others_cores"] if v is not None]
     versions = software_versions()
@@ -583,6 +625,14 @@ def main(argv: list[str] | None = None) -> None:
         "breakdown": breakdown,
         "runs": runs,
     }
+    if args.compare_tree is not None:
+        other_loop, other_cycle = rows[3], rows[4]
+        report["ratios"].update(
+            compare_loop_best=other_loop["best"] / bare["best"],
+            compare_cycle_best=other_cycle["best"] / bare["best"],
+            compare_loop_median=other_loop["median"] / bare["median"],
+            compare_loop_paired_median=statistics.median(
+                t / b for t, b in zip(other_loop["values"], bare["values"])))
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "trainer_speed.json", report)
     text = render(report)

@@ -310,18 +310,26 @@ def test_records_name_the_trunk(tmp_path, tiny_source, synthetic_cache, monkeypa
 def test_first_use_pretraining_fits_the_budget_and_helps(tmp_path, monkeypatch):
     """The default trunk (ResNet-18, 1,000 identities) made from an empty cache, corpus
     included, then the rga_baseline smoke row fine-tuned from it vs from random init at the
-    same budget. ~8 minutes on 2 idle CPU cores."""
+    same budget. ~6 minutes on 2 idle CPU cores (far longer when others load them)."""
     from reid_core.app.reproduce import build_row_config, load_paper_configs
 
     monkeypatch.setenv("REID_BENCH_CACHE", str(tmp_path / "cache"))
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     path = pretrain.SOURCE.weights_file("synthetic", "resnet18")
     minutes = (time.perf_counter() - t0) / 60
+    load = os.getloadavg()
     meta = pretrain.read_trunk_meta(path)
     assert path.parent == tmp_path / "cache" / "pretrained"
     assert meta["corpus"]["train_ids"] >= 1000
-    assert minutes < 15, f"{minutes:.1f} min (budget: 10 on 2 idle cores; load {os.getloadavg()})"
-    assert meta["held_out"]["R1"] > 20  # held-out corpus identities: chance is 1%
+    print(f"first-use pretraining: {minutes:.1f} min; load average before {load_before:.2f}, "
+          f"after (1/5/15 min) {load}")
+    # The budget (10 minutes on 2 CPU cores, corpus included; 4.5 measured) holds on an
+    # otherwise idle machine: the pretraining's own two threads make a load of about 2. On a
+    # shared machine, other processes' load slows it several times over: not a failure.
+    if load_before < 1.0 and load[1] < 2.5:
+        assert minutes <= 10, f"{minutes:.1f} min on an idle machine (load {load})"
+    assert meta["held_out"]["R1"] > 50  # held-out corpus identities (chance 1%): 87.5 measured
 
     source, raw = load_paper_configs("rga")
     final = {}
@@ -330,4 +338,5 @@ def test_first_use_pretraining_fits_the_budget_and_helps(tmp_path, monkeypatch):
         cfg.model.pretrained = init
         record = run_experiment(cfg, out=tmp_path / "out", device="cpu")
         final[init] = record["final"][record["primary_feature"]]
-    assert final["synthetic"]["mAP"] > final[None]["mAP"] + 5, final
+    # Measured: R1 / mAP 79.2 / 70.7 from the trunk, 34.1 / 31.3 from random init.
+    assert final["synthetic"]["mAP"] > final[None]["mAP"] + 15, final

@@ -48,7 +48,6 @@ from rich.console import Console
 
 from reid_core.config import ConfigError, RunConfig, config_from_dict
 from reid_core.data.synthetic import PRESETS, SyntheticSpec, load_synthetic
-from reid_core.engine.checkpoint import RunClock
 from reid_core.metrics.evaluator import RetrievalEvaluator
 from reid_core.models import (
     BACKBONES, PretrainedSource, WeightMismatchError, build_model, register_pretrained_source)
