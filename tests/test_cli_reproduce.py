@@ -89,5 +89,5 @@ def test_script_help_is_unchanged():
     done = subprocess.run([sys.executable, str(REPO / "reproduce" / "table1_rga.py"), "--help"],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage: reproduce rga_table1 [-h] [--profile {smoke,paper}]")
+    assert done.stdout.startswith("usage: reproduce rga_table1 [-h] [--profile {smoke,scratch,paper}]")
     assert "RGA Table 1:" in done.stdout

@@ -16,7 +16,7 @@ import yaml
 from reid_core.config import (
     ConfigError, check_ranks, config_from_dict, load_config, parse_overrides)
 from reid_core.data.sampler import RandomIdentitySampler
-from reid_core.app.reproduce import build_row_config, load_paper_configs
+from reid_core.app.reproduce import PROFILES, build_row_config, load_paper_configs
 from reid_core.results.paper_tables import PaperTableError, load_table
 from reid_core.utils.yaml_io import YamlError, load_yaml
 
@@ -235,7 +235,7 @@ def test_committed_configs_and_paper_variants_still_validate():
     for paper in papers:
         source, raw = load_paper_configs(paper.stem)
         for config_id in raw["variants"]:
-            for profile in ("smoke", "paper"):
+            for profile in PROFILES:
                 build_row_config(raw, source, config_id, profile, seed=0)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from reid_core.config import ConfigError
 from reid_core.models import AUX_LOGITS, PART_LOGITS, build_model
 from reid_core.app.reproduce import (
-    build_row_config, deep_merge, load_paper_configs, main, select_rows)
+    PROFILES, build_row_config, deep_merge, load_paper_configs, main, select_rows)
 from reid_core.results.paper_tables import configs_for_table, load_table
 
 RGA_TRAINED_TABLES = ("rga_table1", "rga_table2", "rga_table4", "rga_table5")
@@ -20,15 +22,16 @@ def test_deep_merge_overrides_recursively_without_mutating():
     assert out == {"a": {"b": 1, "c": 3}, "d": None} and base["a"]["c"] == 2
 
 
-@pytest.mark.parametrize("profile", ["smoke", "paper"])
+@pytest.mark.parametrize("profile", list(PROFILES))
 def test_every_rga_row_config_validates(profile):
     source, raw = load_paper_configs("RGA")
     for table_id in RGA_TRAINED_TABLES + ("rga_table3",):
         for cid in configs_for_table(table_id):
             cfg = build_row_config(raw, source, cid, profile, seed=0)
             assert cfg.name == cid
-            if profile == "smoke":
-                assert cfg.data.dataset.startswith("synthetic") and cfg.model.pretrained is None
+            if PROFILES[profile].scale == "smoke":
+                assert cfg.data.dataset.startswith("synthetic")
+                assert cfg.model.pretrained == {"smoke": "synthetic", "scratch": None}[profile]
             else:
                 assert cfg.optim.epochs == 600 and cfg.optim.lr == pytest.approx(8e-4)
 
@@ -38,7 +41,7 @@ def test_smoke_variants_build_and_run_forward():
     ids = sorted({cid for t in RGA_TRAINED_TABLES for cid in configs_for_table(t)})
     x = torch.randn(2, 3, 64, 32)
     for cid in ids:
-        cfg = build_row_config(raw, source, cid, "smoke", seed=0)
+        cfg = build_row_config(raw, source, cid, "scratch", seed=0)  # smoke, random init
         model = build_model(cfg.model, 10, (cfg.data.height, cfg.data.width)).eval()
         assert model(x).features["after_bn"].shape == (2, model.backbone.out_channels), cid
         hooks = set(model.backbone.stage_hooks)
@@ -47,7 +50,7 @@ def test_smoke_variants_build_and_run_forward():
 
 def test_attention_built_for_another_size_fails_clearly():
     source, raw = load_paper_configs("RGA")
-    cfg = build_row_config(raw, source, "rga_sc", "smoke", seed=0)
+    cfg = build_row_config(raw, source, "rga_sc", "scratch", seed=0)
     model = build_model(cfg.model, 10, (64, 32)).eval()
     with pytest.raises(ValueError, match="was built for inputs of shape"):
         model(torch.randn(1, 3, 128, 64))
@@ -69,7 +72,8 @@ def test_script_runs_rows_through_the_core_and_reports(tmp_path):
     def fake_run(cfg, args, console):
         seen.append((cfg.name, cfg.seed, args.profile))
         return {"run_id": f"{cfg.name}-seed{cfg.seed}", "config_name": cfg.name, "seed": cfg.seed,
-                "dataset": {"name": "synthetic"}, "final": {}, "primary_feature": "before_bn"}
+                "config": cfg.to_dict(), "dataset": {"name": "synthetic"}, "final": {},
+                "primary_feature": "before_bn"}
 
     rc = main("rga_table4", ["--out", str(tmp_path), "--seeds", "0", "1", "--rows",
                              "rga_baseline", "rga_sc"], run_row=fake_run)
@@ -82,7 +86,7 @@ def test_script_runs_rows_through_the_core_and_reports(tmp_path):
 CSA_TRAINED_TABLES = ("csa_table1", "csa_table2", "csa_table3", "csa_table4", "csa_table5")
 
 
-@pytest.mark.parametrize("profile", ["smoke", "paper"])
+@pytest.mark.parametrize("profile", list(PROFILES))
 def test_every_csa_row_config_validates_and_matches_its_row(profile):
     source, raw = load_paper_configs("CSA")
     ids = sorted({cid for t in CSA_TRAINED_TABLES + ("csa_table6",) for cid in configs_for_table(t)})
@@ -110,7 +114,45 @@ def test_csa_smoke_models_build_and_train_step():
     source, raw = load_paper_configs("CSA")
     x = torch.randn(2, 3, 96, 32)
     for cid in ("csa_pcb_csa", "csa_pcb_rpp_sa"):
-        cfg = build_row_config(raw, source, cid, "smoke", seed=0)
+        cfg = build_row_config(raw, source, cid, "scratch", seed=0)
         model = build_model(cfg.model, 10, (cfg.data.height, cfg.data.width)).train()
         out = model(x)
         assert len(out.train[PART_LOGITS]) == 6 and len(out.train[AUX_LOGITS]) == 3, cid
+
+
+def test_profile_extends_another_and_cycles_fail(tmp_path):
+    """``scratch`` is ``smoke`` with its own keys on top; a cycle of ``extends`` is an error."""
+    source, raw = load_paper_configs("RGA")
+    smoke = build_row_config(raw, source, "rga_sc", "smoke", seed=0)
+    scratch = build_row_config(raw, source, "rga_sc", "scratch", seed=0)
+    assert scratch.model.pretrained is None and smoke.model.pretrained == "synthetic"
+    assert (scratch.data, scratch.model.attention) == (smoke.data, smoke.model.attention)
+    looped = copy.deepcopy(raw)
+    looped["profiles"]["smoke"]["extends"] = "scratch"
+    with pytest.raises(ConfigError, match="extends forms a cycle"):
+        build_row_config(looped, source, "rga_sc", "scratch", seed=0)
+    looped["profiles"]["smoke"]["extends"] = ["paper"]
+    with pytest.raises(ConfigError, match="extends must name a profile"):
+        build_row_config(looped, source, "rga_sc", "smoke", seed=0)
+
+
+def test_records_of_a_profile_are_told_apart_by_recipe():
+    """smoke and scratch share the synthetic data: a record belongs to the profile whose
+    config it ran (any seed, any dataset it was given); others are left out."""
+    from reid_core.app.paper_configs import records_of_profile
+
+    source, raw = load_paper_configs("RGA")
+
+    def record(profile, seed, dataset=None):
+        cfg = build_row_config(raw, source, "rga_sc", profile, seed, dataset)
+        return {"run_id": f"{profile}-{seed}-{dataset}", "config_name": cfg.name,
+                "config": cfg.to_dict()}
+
+    records = [record("smoke", 0), record("smoke", 1, "synthetic-tiny"), record("scratch", 0),
+               {"run_id": "x", "config_name": "rga_sc", "config": {"model": "nonsense"}},
+               {"run_id": "y", "config_name": "not_a_variant", "config": {}}]
+    assert [r["run_id"] for r in records_of_profile("RGA", records, "smoke")] == [
+        "smoke-0-None", "smoke-1-synthetic-tiny"]
+    assert [r["run_id"] for r in records_of_profile("RGA", records, "scratch")] == [
+        "scratch-0-None"]
+    assert records_of_profile("RGA", records, "paper") == []

@@ -4,9 +4,9 @@ The thin scripts in ``reproduce/`` call :func:`main` with a table id. The table'
 rows come from ``paper_tables/<table>.yaml`` (each names its config id); each config is built
 from ``configs/papers/<paper>.yaml``::
 
-    profiles.paper  <-  profiles.<profile> (overrides)  <-  variants.<config id>
-                    <-  profiles.<profile>.variant_overrides.<config id>
-                    <-  name, seed, dataset (command line)
+    profiles.paper  <-  profiles.<profile> (overrides)  <-  variants.<config id>  <-  ...
+
+(:mod:`reid_core.app.paper_configs`).
 
 Finished runs are skipped and interrupted ones resume from their checkpoint, so re-running a
 script finishes what is missing. The report is regenerated from the run records at the end.
@@ -15,7 +15,6 @@ script finishes what is missing. The report is regenerated from the run records 
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,69 +25,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reid_core.config import ConfigError, RunConfig, config_from_dict
 from reid_core.app.experiment import USER_ERRORS, describe_error
+from reid_core.app.paper_configs import (  # noqa: F401 (re-exported: the reproduce API)
+    CONFIGS_DIR, PROFILES, build_row_config, deep_merge, load_paper_configs)
 from reid_core.app.tables import RowRunner, render_for_reproduce, table_kind
-from reid_core.resources import default_results_dir, paper_configs_dir
+from reid_core.resources import default_results_dir
 from reid_core.results.paper_tables import PaperTable, configs_for_table, load_table
 from reid_core.results.store import RunStore, load_records
-from reid_core.utils.yaml_io import load_yaml
-
-#: ``configs/papers/`` of the checkout, or the installed package's copy (reid_core.resources).
-CONFIGS_DIR = paper_configs_dir()
-PROFILES = ("smoke", "paper")
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``over``, recursively for mappings (``over`` wins; None replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def load_paper_configs(paper: str, configs_dir: Path = CONFIGS_DIR) -> tuple[Path, dict[str, Any]]:
-    path = configs_dir / f"{paper.lower()}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"no config file for paper {paper}: expected {path}")
-    raw = load_yaml(path, str(path)) or {}
-    for key in ("profiles", "variants"):
-        if not isinstance(raw.get(key), dict):
-            raise ConfigError(f"{path}: missing mapping {key!r}")
-    if "paper" not in raw["profiles"]:
-        raise ConfigError(f"{path}: profiles.paper is required (the base recipe)")
-    return path, raw
-
-
-def build_row_config(
-    raw: dict[str, Any], source: Path, config_id: str, profile: str, seed: int,
-    dataset: str | None = None,
-) -> RunConfig:
-    """Resolve and validate the config of one table row (see the module docstring)."""
-    if config_id not in raw["variants"]:
-        raise ConfigError(f"{source}: variants has no entry {config_id!r} "
-                          f"(known: {', '.join(raw['variants'])})")
-    if profile not in raw["profiles"]:
-        raise ConfigError(f"{source}: profiles has no {profile!r} "
-                          f"(known: {', '.join(raw['profiles'])})")
-    merged = raw["profiles"]["paper"]
-    over = dict(raw["profiles"][profile] or {}) if profile != "paper" else {}
-    # A profile may re-set keys that a variant sets (e.g. smoke's shorter RPP stage).
-    variant_overrides = over.pop("variant_overrides", {}) or {}
-    unknown = sorted(set(variant_overrides) - set(raw["variants"]))
-    if unknown:
-        raise ConfigError(f"{source}: profiles.{profile}.variant_overrides names unknown "
-                          f"variant(s) {', '.join(unknown)}")
-    merged = deep_merge(merged, over)
-    merged = deep_merge(merged, raw["variants"][config_id] or {})
-    merged = deep_merge(merged, variant_overrides.get(config_id) or {})
-    merged = deep_merge(merged, {"name": config_id, "seed": seed})
-    if dataset is not None:
-        merged = deep_merge(merged, {"data": {"dataset": dataset}})
-    return config_from_dict(merged, f"{source} (variant {config_id}, profile {profile})")
 
 
 def select_rows(table: PaperTable, wanted: Sequence[str] | None) -> list[str]:
@@ -114,9 +57,8 @@ def build_parser(table_id: str, description: str,
     """The flags of a reproduce run (``prog`` defaults to ``reproduce <table_id>``, what the
     scripts in ``reproduce/`` print; ``python -m reid_core reproduce`` passes its own)."""
     p = argparse.ArgumentParser(prog=prog or f"reproduce {table_id}", description=description)
-    p.add_argument("--profile", choices=PROFILES, default=None,
-                   help="smoke: synthetic data, small scale (default without --data-root); "
-                        "paper: the published recipe (default with --data-root)")
+    p.add_argument("--profile", choices=list(PROFILES), default=None,
+                   help="; ".join(f"{name}: {prof.help}" for name, prof in PROFILES.items()))
     p.add_argument("--data-root", default=None, help="root holding the real datasets")
     p.add_argument("--dataset", default=None, help="override the profile's dataset")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
@@ -154,11 +96,11 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
                              f"data, nothing is reproduced")
         if args.profile is None:
             args.profile = "paper" if args.data_root else "smoke"
-        if args.profile == "smoke" and args.data_root is None:
-            console.print("[bold yellow]No --data-root given: running the smoke profile on the "
-                          "embedded synthetic dataset (small scale, random init). Absolute numbers "
-                          "are not comparable with the paper's; the report compares the claims "
-                          "(gains over the baseline).[/]")
+        if PROFILES[args.profile].scale == "smoke" and args.data_root is None:
+            console.print(f"[bold yellow]No --data-root given: running the {args.profile} "
+                          f"profile on the embedded synthetic dataset ({PROFILES[args.profile].help}"
+                          f"). Absolute numbers are not comparable with the paper's; the report "
+                          f"compares the claims (gains over the baseline).[/]")
         source, raw = load_paper_configs(table.paper)
         ids = select_rows(table, args.rows)
         configs = [build_row_config(raw, source, cid, args.profile, seed, args.dataset)

@@ -33,6 +33,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reid_core.app.experiment import run_experiment
+from reid_core.app.paper_configs import PROFILES, records_of_profile
 from reid_core.config import RunConfig
 from reid_core.data.names import NO_DATASET
 from reid_core.results.paper_tables import PaperTable, load_table
@@ -257,8 +258,13 @@ def render_table_report(table_id: str, runs_dir: str | Path, out_dir: str | Path
     for w in skipped:
         console.print(f"[yellow]note[/]: {escape(str(w.message))}", highlight=False,
                       soft_wrap=True)
-    report = table_kind(table).render(table, records, Path(out_dir),
-                                      ReportFilters(dataset, profile, compare_to))
+    kind, out_dir, filters = table_kind(table), Path(out_dir), ReportFilters(dataset, None,
+                                                                             compare_to)
+    if profile is not None and kind.filtered:
+        records, out_dir, filters = _profile_filter(table, records, out_dir, filters, profile)
+    elif profile is not None:
+        filters = dataclasses.replace(filters, profile=profile)  # the kind says it does not apply
+    report = kind.render(table, records, out_dir, filters)
     if report.rows is not None:
         summary = Table(title=report.title)
         summary.add_column("row")
@@ -277,5 +283,22 @@ def render_for_reproduce(table: PaperTable, records: Sequence[dict[str, Any]], o
                          profile: str | None) -> Path:
     """The report a reproduce run ends with (its profile as the filter, where it applies)."""
     kind = table_kind(table)
-    filters = ReportFilters(profile=profile) if kind.filtered else ReportFilters()
-    return kind.render(table, list(records), out_dir, filters).path
+    if not kind.filtered or profile is None:
+        return kind.render(table, list(records), out_dir, ReportFilters()).path
+    records, out_dir, filters = _profile_filter(table, records, out_dir, ReportFilters(),
+                                                profile)
+    return kind.render(table, records, out_dir, filters).path
+
+
+def _profile_filter(table: PaperTable, records: Sequence[dict[str, Any]], out_dir: Path,
+                    filters: ReportFilters, profile: str
+                    ) -> tuple[list[dict[str, Any]], Path, ReportFilters]:
+    """The records of reproduce profile ``profile`` (its recipes: ``smoke`` and ``scratch``
+    share the synthetic data), the directory of its report, and the filters at its scale."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    spec = PROFILES[profile]
+    kept = [dict(r) for r in records_of_profile(table.paper, records, profile)]
+    if spec.reports_subdir is not None:
+        out_dir = out_dir / spec.reports_subdir
+    return kept, out_dir, dataclasses.replace(filters, profile=spec.scale)

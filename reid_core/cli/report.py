@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from reid_core.app.paper_configs import PROFILES
 from reid_core.cli import options
 
 NAME = "report"
@@ -19,8 +20,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     options.add_out(p, options.REPORTS_DIR, "directory for the report")
     p.add_argument("--dataset", default=None,
                    help="only use records on this dataset (e.g. cuhk03np-labeled, synthetic)")
-    p.add_argument("--profile", default=None, choices=("smoke", "paper"),
-                   help="smoke (synthetic runs) or paper (real datasets); default: inferred")
+    p.add_argument("--profile", default=None, choices=list(PROFILES),
+                   help="only the runs of this reproduce profile (its recipes): "
+                        + "; ".join(f"{name}: {prof.help}" for name, prof in PROFILES.items())
+                        + ". Default: every record, the newest recipe of each row")
     p.add_argument("--compare-to", default=None, metavar="DATASET",
                    help="smoke profile: published dataset to line synthetic runs up with "
                         "(default: the table's first)")
