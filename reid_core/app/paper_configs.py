@@ -27,6 +27,7 @@ from typing import Any
 from reid_core.config import ConfigError, RunConfig, config_from_dict
 from reid_core.resources import paper_configs_dir
 from reid_core.results.identity import config_identity
+from reid_core.results.record_types import RUN, record_kind
 from reid_core.utils.yaml_io import load_yaml
 
 __all__ = ["CONFIGS_DIR", "PROFILES", "Profile", "build_row_config", "deep_merge",
@@ -128,14 +129,17 @@ def build_row_config(
 
 def records_of_profile(paper: str, records: Sequence[Mapping[str, Any]], profile: str,
                        configs_dir: Path = CONFIGS_DIR) -> list[Mapping[str, Any]]:
-    """The records whose config is the one ``profile`` builds for their row (any seed, on the
-    dataset the record ran on): e.g. the fine-tuned ``smoke`` runs and not the ``scratch``
+    """The run records whose config is the one ``profile`` builds for their row (any seed, on
+    the dataset the record ran on): e.g. the fine-tuned ``smoke`` runs and not the ``scratch``
     ones of the same rows. Records of other configs, or whose config no longer validates, are
-    left out."""
+    left out; records of the other kinds (evaluations, measurements) are kept as they are."""
     source, raw = load_paper_configs(paper, configs_dir)
     wanted: dict[tuple[str, str | None], str] = {}
     kept = []
     for record in records:
+        if record_kind(record) != RUN:
+            kept.append(record)
+            continue
         name, config = record.get("config_name"), record.get("config")
         if name not in raw["variants"] or not isinstance(config, Mapping):
             continue

@@ -155,6 +155,9 @@ class ReportFilters:
     dataset: str | None = None
     profile: str | None = None
     compare_to: str | None = None
+    #: ``(run id, reason)`` of the table's records left out before the report (another
+    #: reproduce profile's recipes): the report lists them with the records it did not use.
+    excluded: tuple[tuple[str, str], ...] = ()
 
     def given(self) -> list[str]:
         """The flags that were given (for a report that takes none)."""
@@ -183,7 +186,7 @@ def _render_comparison(table: PaperTable, records: list[dict[str, Any]], out_dir
                        filters: ReportFilters) -> RenderedReport:
     """Published vs reproduced cell by cell (:func:`reid_core.results.report.compare`)."""
     comp = compare(table, records, dataset=filters.dataset, profile=filters.profile,
-                   compare_to=filters.compare_to)
+                   compare_to=filters.compare_to, excluded=filters.excluded)
     path = write_report(comp, out_dir)
     title = (f"{table.table_id} ({comp.selection.profile} profile, "
              f"{len(comp.selection.records)} records)")
@@ -299,6 +302,12 @@ def _profile_filter(table: PaperTable, records: Sequence[dict[str, Any]], out_di
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     spec = PROFILES[profile]
     kept = [dict(r) for r in records_of_profile(table.paper, records, profile)]
+    ids = {r.get("run_id") for r in kept}
+    configs = {row.config for row in table.rows if row.config is not None}
+    excluded = tuple((str(r.get("run_id")), f"not a run of the {profile} profile's recipe for "
+                                            f"its row (see report --profile)")
+                     for r in records
+                     if r.get("config_name") in configs and r.get("run_id") not in ids)
     if spec.reports_subdir is not None:
         out_dir = out_dir / spec.reports_subdir
-    return kept, out_dir, dataclasses.replace(filters, profile=spec.scale)
+    return kept, out_dir, dataclasses.replace(filters, profile=spec.scale, excluded=excluded)

@@ -126,11 +126,14 @@ def compare(
     compare_to: str | None = None,
     tables_dir: str | Path | None = None,
     bootstrap: BootstrapSettings | None = None,
+    excluded: Sequence[tuple[str, str]] = (),
 ) -> Comparison:
     """The full comparison (table, selection, frame); see :func:`build_comparison`.
 
     ``bootstrap``: the intervals' confidence level, replicates and generator seed (default
     :class:`~reid_core.results.report.uncertainty.BootstrapSettings`: 95%, 2000, seed 0).
+    ``excluded``: ``(run id, reason)`` of records the caller left out (e.g. another reproduce
+    profile's), listed with the records the selection did not use.
 
     Raises ValueError for a table whose kind is not compared cell by cell (a ``cost`` table:
     its report is :func:`~reid_core.results.report.render_cost_report`).
@@ -140,6 +143,7 @@ def compare(
         raise ValueError(f"{table.table_id} is a {table.kind} table: it is not compared cell by "
                          f"cell (render it with reid_core.app.tables.render_table_report)")
     selection = select(table, records, dataset, profile, compare_to)
+    selection.ignored[:0] = list(excluded)
     bootstrap = bootstrap or BootstrapSettings()
     stats = {(row.name, j): _cell_stats(table, row, column, selection)
              for row in table.rows for j, column in enumerate(table.columns)}
