@@ -25,7 +25,7 @@ What runs (each measurement in its own fresh subprocess, both with ``torch.set_n
   runs (``--bare-nondeterministic`` to drop it).
 * **trainer**: ``reid_core.app.training.train`` -- the loop, per-epoch loader, objective,
   hooks (non-finite guard, progress bar and log line rendered to a terminal console that
-  writes to /dev/null, a checkpoint after every epoch) -- on the ``rga_baseline`` row of
+  writes to /dev/null, a checkpoint after every epoch, written in the background) -- on the ``rga_baseline`` row of
   ``configs/papers/rga.yaml``, scratch profile (the smoke run from random init;
   ``synthetic-small``: 1,085 train images of 100 ids, ResNet-18 BNNeck, 64 x 32, P x K 8 x 4, RGA augmentation, Adam), seeded and
   deterministic exactly as ``run_experiment`` runs it, for ``--epochs`` epochs (default: the
@@ -38,7 +38,8 @@ first epoch; both grow the allocator and the thread pools). Reported, over the r
   ``images_per_s`` (data loading, augmentation, collation, forward, loss, backward, step,
   per-step hooks);
 * ``cycle`` (trainer only): images / the whole epoch cycle -- the loop plus the epoch's log
-  line, its checkpoint (written atomically and fsync'ed) and building the next epoch's loader;
+  line, its checkpoint's snapshot (the write, atomic and fsync'ed, runs in a background
+  thread during the next epoch: its cost shows in the loop) and building the next loader;
 * ``cpu/wall``: process CPU time over wall time in the timed epochs; about ``--threads`` when
   the process had its cores to itself, lower when other processes took them.
 
@@ -312,7 +313,7 @@ def _instrument_trainer(model, timer: _Timers) -> None:
     wrap(hooks.ConsoleLog, "after_step", "hook: progress bar")
     wrap(hooks.ConsoleLog, "after_epoch", "epoch: log line")
     wrap(hooks.NonFiniteGuard, "after_loss", "hook: non-finite guard")
-    wrap(hooks.Checkpointer, "after_epoch", "epoch: checkpoint")
+    wrap(hooks.Checkpointer, "after_epoch", "epoch: checkpoint snapshot")
     head = model.head
     wrap(head, "accuracy", "train accuracy")
 
@@ -450,7 +451,8 @@ def render(report: dict[str, Any]) -> str:
               f"{c['table']} row `{c['row']}`, {c['profile']} profile ({c['dataset']}, "
               f"{c['train_images']} images of {c['ids']} ids, augment `{c['augment']}`, workers "
               f"{c['workers']}), progress bar rendered to a terminal console, checkpoint "
-              f"every epoch. Each run is its own subprocess; bare and trainer alternate.\n\n")
+              f"every epoch (written in the background). Each run is its own subprocess; bare "
+              f"and trainer alternate.\n\n")
     out.write("| measurement | img/s best | img/s median | per repeat | cpu/wall | others "
               "(cores) |\n| --- | ---: | ---: | --- | --- | --- |\n")
     for row in report["rows"]:

@@ -10,7 +10,7 @@ import torch
 
 from reid_core.cli import main as cli_main
 from reid_core.config import config_from_dict
-from reid_core.engine.checkpoint import read_checkpoint
+from reid_core.engine.checkpoint import CheckpointWriter, read_checkpoint
 from reid_core.engine.trainer import NonFiniteLossError
 from reid_core.app.experiment import RunStateError, load_data, run_experiment, run_id_of
 from reid_core.results.store import RunPaths
@@ -136,16 +136,23 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, synthetic_cache
     ckpt = paths_of(cfg, synthetic_cache, tmp_path).checkpoint
     original = Objective.__call__
     calls_after_checkpoint = {"n": 0}
+    submitted = []  # the epochs whose checkpoint was handed to the writer
+    original_submit = CheckpointWriter.submit
+
+    def counting_submit(self, make_state):
+        submitted.append(len(submitted) + 1)
+        return original_submit(self, make_state)
 
     def poisoned(self, out, batch):
         total, parts = original(self, out, batch)
-        if ckpt.is_file():  # epoch 1 is done: diverge on the 2nd iteration of epoch 2
+        if submitted:  # epoch 1 is done: diverge on the 2nd iteration of epoch 2
             calls_after_checkpoint["n"] += 1
             if calls_after_checkpoint["n"] == 2:
                 return total * float("nan"), parts
         return total, parts
 
     monkeypatch.setattr(Objective, "__call__", poisoned)
+    monkeypatch.setattr(CheckpointWriter, "submit", counting_submit)
     with pytest.raises(NonFiniteLossError) as e:
         run_experiment(cfg, data_root=synthetic_cache, out=tmp_path, device="cpu")
     assert "nan" in str(e.value) and str(ckpt) in str(e.value)

@@ -327,7 +327,7 @@ TINY_RPP = {
 
 def test_tiny_pcb_rpp_trains_through_fit_and_resumes_exactly(tmp_path, synthetic_cache,
                                                              monkeypatch):
-    import reid_core.engine.hooks as hooks
+    import reid_core.engine.checkpoint as checkpoint
     from reid_core.app.training import train as fit
     from reid_core.data import build_dataset
     from reid_core.engine.checkpoint import read_checkpoint
@@ -344,14 +344,14 @@ def test_tiny_pcb_rpp_trains_through_fit_and_resumes_exactly(tmp_path, synthetic
         return build_model(cfg.model, data.num_train_pids, (cfg.data.height, cfg.data.width))
 
     # The uninterrupted run; keep a copy of its checkpoint after epoch 1 to resume from.
-    original_save = hooks.save_checkpoint
+    original_write = checkpoint.write_checkpoint
 
-    def save_and_keep_epoch_1(path, **state):
-        original_save(path, **state)
+    def write_and_keep_epoch_1(path, state):
+        original_write(path, state)
         if state["epoch"] == 1:
             shutil.copy(path, tmp_path / "after_epoch_1.pt")
 
-    monkeypatch.setattr(hooks, "save_checkpoint", save_and_keep_epoch_1)
+    monkeypatch.setattr(checkpoint, "write_checkpoint", write_and_keep_epoch_1)
     log = io.StringIO()
     full = new_model(cfg.seed)
     init_rpp = full.head.rpp.part_classifier.weight.detach().clone()
@@ -371,7 +371,7 @@ def test_tiny_pcb_rpp_trains_through_fit_and_resumes_exactly(tmp_path, synthetic
     # The PCB epoch gave the unused part classifier no gradient, hence no decay either.
     assert torch.equal(ckpt["model"]["head.rpp.part_classifier.weight"], init_rpp)
 
-    monkeypatch.setattr(hooks, "save_checkpoint", original_save)
+    monkeypatch.setattr(checkpoint, "write_checkpoint", original_write)
     torch.manual_seed(12345)  # disturb the global RNG: resume must restore it
     resumed = new_model(99)  # another init: the checkpoint must overwrite it
     history_b = fit(resumed, train, cfg, device, tmp_path / "after_epoch_1.pt",

@@ -156,3 +156,77 @@ def test_resuming_a_format1_checkpoint_renames_its_history(tmp_path):
     hist = fit(model, batches, objective, opt, sched, device=resolve_device("cpu"), epochs=2,
                hooks=[resumer])
     assert hist[0]["deep_supervision"] == 0.5 and "aux" not in hist[0] and len(hist) == 2
+
+
+# --------------------------------------------------------------------------- background checkpoints
+
+
+def _snapshot_of(model: nn.Module, epoch: int) -> dict:
+    from reid_core.engine.checkpoint import checkpoint_state
+
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
+    return checkpoint_state(model=model, optimizer=opt, scheduler=sched,
+                            scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=epoch,
+                            config_hash="abc", history=[{"epoch": epoch}], snapshot=True)
+
+
+def test_background_checkpoint_holds_the_state_at_its_snapshot(tmp_path, monkeypatch):
+    """Training goes on while a checkpoint is written: the file has the values of the
+    snapshot, not the ones the model has when the write happens."""
+    import threading
+
+    import reid_core.engine.checkpoint as checkpoint
+    from reid_core.engine.checkpoint import CheckpointWriter, read_checkpoint
+
+    trained = threading.Event()
+    original_write = checkpoint.write_checkpoint
+
+    def write_after_training(path, state):
+        assert trained.wait(10)  # the write happens after the model has changed
+        original_write(path, state)
+
+    monkeypatch.setattr(checkpoint, "write_checkpoint", write_after_training)
+    model = nn.Linear(3, 2)
+    before = model.weight.detach().clone()
+    writer = CheckpointWriter(tmp_path / "last.pt")
+    writer.submit(lambda: _snapshot_of(model, 1))
+    with torch.no_grad():
+        model.weight.add_(1.0)  # the next epoch trains
+    trained.set()
+    writer.close()
+    ckpt = read_checkpoint(tmp_path / "last.pt", expected_hash="abc")
+    assert ckpt["epoch"] == 1 and writer.written_epoch == 1
+    assert torch.equal(ckpt["model"]["weight"], before)
+
+
+def test_a_failed_background_write_is_raised_and_names_the_last_good_checkpoint(
+        tmp_path, monkeypatch):
+    import errno
+
+    import reid_core.engine.checkpoint as checkpoint
+    from reid_core.engine.checkpoint import RunClock
+    from reid_core.engine.hooks import Checkpointer
+    from reid_core.engine.trainer import TrainState
+    from reid_core.utils.io import OutputWriteError
+
+    model = nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    state = TrainState(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0),
+                       torch.amp.GradScaler("cpu", enabled=False), 3)
+    hook = Checkpointer(tmp_path / "last.pt", "abc", RunClock.fresh(), resume=False,
+                        console=Console(file=io.StringIO()))
+    hook.before_train(state)
+    state.epoch = 0
+    hook.after_epoch(state)  # epoch 1: written
+
+    def disk_full(path, ckpt):
+        raise OutputWriteError(errno.ENOSPC, f"no space left on device writing {path}", path)
+
+    monkeypatch.setattr(checkpoint, "write_checkpoint", disk_full)
+    state.epoch = 1
+    hook.after_epoch(state)  # epoch 2: fails in the background ...
+    with pytest.raises(OutputWriteError, match=r"no space left .*the last good checkpoint "
+                                               r"\(after epoch 1\)"):
+        hook.after_train(state)  # ... and is raised when the run ends
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1

@@ -182,6 +182,7 @@ def run_experiment(
     console: Console | None = None,
     profile: str | None = None,
     on_step: StepHook | None = None,
+    note_fresh_start: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate ``cfg``; write and return its run record.
 
@@ -205,6 +206,9 @@ def run_experiment(
             ``<out>/checkpoints/<run_id>/``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         resume: continue an interrupted run from its checkpoint.
+        note_fresh_start: with ``resume`` and no checkpoint, say that the run starts afresh
+            (for a user who asked for ``--resume``; a table sweep, which always resumes, passes
+            False).
         force: re-run from scratch even if a record or a checkpoint exists.
         profile: the reproduce profile this run belongs to (``"smoke"``/``"paper"``), recorded.
         on_step: passed to :func:`~reid_core.engine.trainer.fit` (called after every step).
@@ -267,7 +271,7 @@ def run_experiment(
     model = build_model(cfg.model, data.num_train_pids, (cfg.data.height, cfg.data.width))
     started = utc_now()
     resuming = resume and paths.checkpoint.is_file()
-    if resume and not resuming and not force:
+    if resume and not resuming and not force and note_fresh_start:
         console.print(f"[yellow]note[/]: --resume, but {paths.run_id} has no checkpoint to "
                       f"continue (a changed --set or config is another run id): training "
                       f"from scratch")

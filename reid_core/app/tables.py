@@ -70,7 +70,8 @@ def train_row(cfg: RunConfig, args: argparse.Namespace, console: Console) -> dic
     """Train and evaluate the row's config (:func:`~reid_core.app.experiment.run_experiment`):
     a finished run is skipped, an interrupted one resumes."""
     return run_experiment(cfg, data_root=args.data_root, out=args.out, device=args.device,
-                          resume=True, force=args.force, console=console, profile=args.profile)
+                          resume=True, force=args.force, console=console, profile=args.profile,
+                          note_fresh_start=False)
 
 
 #: Identities in the CUHK03-NP training split: the classifier size with which RGA Table 3's

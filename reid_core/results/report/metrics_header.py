@@ -68,8 +68,10 @@ def _smoke_warning(sel: Selection) -> str:
     return (f"> **Smoke scale: absolute values are NOT comparable.** These runs used the "
             f"synthetic dataset `{sel.smoke_dataset}`, not the paper's data. Their numbers are "
             f"lined up under the paper's `{sel.compare_to}` columns only so the rows can be read "
-            f"side by side; Δ (reproduced − published) is therefore not given. What is "
-            f"comparable is the direction of each gain over the baseline: the claim verdicts.")
+            f"side by side; Δ (reproduced − published) is therefore not given. What the report "
+            f"judges is the direction of each gain over the baseline *at this scale* (this "
+            f"data, model and schedule; see the header): a claim contradicted here did not show "
+            f"in this setting, which says nothing about the paper's number at its own scale.")
 
 
 def _profile_text(sel: Selection) -> str:
