@@ -51,10 +51,10 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", None, "synthetic data, small scale, fine-tuned from the "
-                                    "synthetic-pretrained trunk (default without --data-root)"),
+                                    "synthetic-pretrained trunk"),
     "scratch": Profile("smoke", "scratch", "the smoke runs from random initialisation, for "
                                            "comparison (report in reports/scratch/)"),
-    "paper": Profile("paper", None, "the published recipe (default with --data-root)"),
+    "paper": Profile("paper", None, "the published recipe on the real datasets"),
 }
 
 

@@ -58,7 +58,8 @@ def build_parser(table_id: str, description: str,
     scripts in ``reproduce/`` print; ``python -m reid_core reproduce`` passes its own)."""
     p = argparse.ArgumentParser(prog=prog or f"reproduce {table_id}", description=description)
     p.add_argument("--profile", choices=list(PROFILES), default=None,
-                   help="; ".join(f"{name}: {prof.help}" for name, prof in PROFILES.items()))
+                   help="; ".join(f"{name}: {prof.help}" for name, prof in PROFILES.items())
+                        + ". Default: smoke without --data-root, paper with it")
     p.add_argument("--data-root", default=None, help="root holding the real datasets")
     p.add_argument("--dataset", default=None, help="override the profile's dataset")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
@@ -98,9 +99,10 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
             args.profile = "paper" if args.data_root else "smoke"
         if PROFILES[args.profile].scale == "smoke" and args.data_root is None:
             console.print(f"[bold yellow]No --data-root given: running the {args.profile} "
-                          f"profile on the embedded synthetic dataset ({PROFILES[args.profile].help}"
-                          f"). Absolute numbers are not comparable with the paper's; the report "
-                          f"compares the claims (gains over the baseline).[/]")
+                          f"profile on the embedded synthetic dataset: "
+                          f"{PROFILES[args.profile].help}. Absolute numbers are not comparable "
+                          f"with the paper's; the report judges the claims (gains over the "
+                          f"baseline) at this scale.[/]")
         source, raw = load_paper_configs(table.paper)
         ids = select_rows(table, args.rows)
         configs = [build_row_config(raw, source, cid, args.profile, seed, args.dataset)

@@ -51,16 +51,18 @@ def _version(package: str) -> str | None:
 
 
 def _git_commit() -> str | None:
-    """The checkout's commit (``-dirty`` with uncommitted changes to tracked files); None for an
-    installed package (its version identifies it; git there would name whatever repository
-    encloses site-packages, if any) or without git."""
+    """The checkout's commit (``-dirty`` with uncommitted changes to tracked files outside
+    ``results/``: the records and reports a run writes or replaces there are its output, not a
+    change of what it ran); None for an installed package (its version identifies it; git
+    there would name whatever repository encloses site-packages, if any) or without git."""
     root = checkout_root()
     if root is None:
         return None
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"],
                                cwd=root, capture_output=True, text=True, timeout=5).stdout
         return sha + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
