@@ -178,7 +178,7 @@ class CheckpointWriter:
 
 def read_checkpoint(path: Path, expected_hash: str | None = None,
                     mmap: bool = False) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (safe unpickling only); ``mmap``
+    """Read a checkpoint written by :func:`write_checkpoint` (safe unpickling only); ``mmap``
     maps the tensors instead of reading them (to look at epoch and attempt only).
 
     Raises:
@@ -254,6 +254,6 @@ def load_model_weights(model: nn.Module, path: Path) -> None:
     load_state_strict(model, ckpt["model"], str(path))
 
 
-__all__ = ["FINAL", "LAST", "RunClock", "StaleCheckpointError", "UnreadableWeightsError",
-           "attempt_of", "finalize", "finished_checkpoint", "load_model_weights",
-           "read_checkpoint", "save_checkpoint"]
+__all__ = ["FINAL", "LAST", "CheckpointWriter", "RunClock", "StaleCheckpointError",
+           "UnreadableWeightsError", "attempt_of", "checkpoint_state", "finalize",
+           "finished_checkpoint", "load_model_weights", "read_checkpoint", "write_checkpoint"]
