@@ -290,7 +290,8 @@ def test_records_name_the_trunk(tmp_path, tiny_source, synthetic_cache, monkeypa
     assert record["run_identity"]["weights"] == f"synthetic-resnet18:{key}"
     assert record["pretrained"] == "synthetic"
     text = record["pretrained_description"]
-    assert text.startswith(f"initialised from the synthetic-pretrained ResNet-18 {key} (sha256:")
+    assert text.startswith(f"initialised from the synthetic-pretrained ResNet-18 {key} "
+                           f"(weights sha256:")
     assert f"trained on {TINY_CORPUS.num_train_ids:,} disjoint identities" in text
     # A random-init record has no description (as before).
     plain = run_experiment(tiny_cfg(**{"optim": {"epochs": 1, "warmup_epochs": 0,
@@ -341,3 +342,22 @@ def test_first_use_pretraining_fits_the_budget_and_helps(tmp_path, monkeypatch):
     # Measured: R1 / mAP 79.2 / 70.7 from the trunk, 34.1 / 31.3 from random init (6 epochs);
     # the smoke profile's 4 epochs: 75.1 / 66.7 from the trunk.
     assert final["synthetic"]["mAP"] > final[None]["mAP"] + 15, final
+
+
+def test_the_weights_digest_ignores_what_else_a_file_holds(tmp_path):
+    """A trunk made again has the same weights but another meta (creation time, commit): the
+    description's digest is of the weights, so it is the same; other weights differ."""
+    import torch
+
+    from reid_core.models.weights import state_dict_digest
+
+    weights = {"a.weight": torch.arange(6.0).reshape(2, 3), "a.num_batches": torch.tensor(3)}
+    for name, meta in (("one.pt", {"created_at": "then"}), ("two.pt", {"created_at": "now"})):
+        torch.save({"state_dict": weights, "meta": meta}, tmp_path / name)
+    one, two = (torch.load(tmp_path / n, weights_only=True)["state_dict"]
+                for n in ("one.pt", "two.pt"))
+    assert state_dict_digest(one) == state_dict_digest(two)
+    changed = dict(weights, **{"a.weight": weights["a.weight"] + 1e-6})
+    assert state_dict_digest(changed) != state_dict_digest(one)
+    assert state_dict_digest({"b.weight": weights["a.weight"]}) != state_dict_digest(
+        {"a.weight": weights["a.weight"]})

@@ -51,7 +51,7 @@ from reid_core.data.synthetic import PRESETS, SyntheticSpec, load_synthetic
 from reid_core.metrics.evaluator import RetrievalEvaluator
 from reid_core.models import (
     BACKBONES, PretrainedSource, WeightMismatchError, build_model, register_pretrained_source)
-from reid_core.models.weights import UnreadableWeightsError, load_torch_file
+from reid_core.models.weights import UnreadableWeightsError, load_torch_file, state_dict_digest
 from reid_core.app.training import train
 from reid_core.results.records import software_versions, utc_now
 from reid_core.utils.cache import cache_base, generation_lock
@@ -323,8 +323,12 @@ class SyntheticTrunks(PretrainedSource):
         corpus = meta.get("corpus", {})
         optim = meta.get("recipe", {}).get("optim", {})
         data = meta.get("recipe", {}).get("data", {})
+        # The weights' digest, not the file's: a trunk made again (same spec, same build) has
+        # the same weights but another meta (creation time, commit) in its file.
+        weights = state_dict_digest(load_torch_file(path, "trunk file", mmap=True)
+                                    ["state_dict"])
         return (f"initialised from the synthetic-pretrained {_pretty(backbone)} "
-                f"{meta.get('key', self.key(backbone))} (sha256:{_sha256(path)[:16]}), trained "
+                f"{meta.get('key', self.key(backbone))} (weights sha256:{weights[:16]}), trained "
                 f"on {corpus.get('train_ids', 0):,} disjoint identities "
                 f"({corpus.get('train_images', 0):,} images of {corpus.get('dataset')}, "
                 f"spec {corpus.get('digest')}) for {optim.get('epochs')} epochs at "

@@ -7,6 +7,7 @@ the only keys one may drop are named explicitly by the caller (e.g. ImageNet's `
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -113,3 +114,15 @@ def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict):
         raise WeightMismatchError(f"{path}: expected a state dict, got {type(obj).__name__}")
     return obj
+
+
+def state_dict_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of a state dict's contents: every tensor's name, dtype, shape and bytes, in
+    name order. Two files with the same weights have the same digest whatever else they hold
+    (a checkpoint's meta records when and by which commit it was made)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
