@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from reid_core.metrics import compute_distance_matrix, evaluate_rank
-from reid_core.metrics.rank import stable_argsort_rows
+from reid_core.metrics.rank import evaluate_rank_metrics, stable_argsort_rows
 
 # ---------------------------------------------------------------------------------------------
 # Reference implementation: one query at a time, plain Python, written from the definitions.
@@ -424,3 +424,44 @@ def test_distance_errors():
         compute_distance_matrix(qf, gf[:, :5])
     with pytest.raises(ValueError, match="2-D"):
         compute_distance_matrix(qf[0], gf)
+
+
+def _sklearn_018_average_precision(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """``sklearn.metrics.average_precision_score`` as scikit-learn 0.18.1 (RGA's pinned
+    version) computed it, written out here: ``auc(recall, precision)`` over
+    ``precision_recall_curve`` -- one point per distinct score, cut at full recall, plus the
+    point (recall 0, precision 1) -- by the trapezoid rule."""
+    order = np.argsort(-y_score, kind="mergesort")
+    y, s = y_true[order], y_score[order]
+    last_of_threshold = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(y)[last_of_threshold]
+    fps = (1 + last_of_threshold) - tps
+    full = int(np.searchsorted(tps, tps[-1]))  # sklearn stops at the first full recall
+    precision = np.r_[(tps / (tps + fps))[: full + 1][::-1], 1.0]
+    recall = np.r_[(tps / tps[-1])[: full + 1][::-1], 0.0]
+    return float(-np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2))
+
+
+def test_trapezoid_ap_is_sklearn_0_18_average_precision():
+    """RGA (open-reid's evaluator, scikit-learn 0.18.1) scores each query with
+    ``average_precision_score`` on the non-junk gallery: the suite's ``trapezoid`` mode is
+    that number, query by query; ``standard`` (what sklearn >= 0.19 computes) is not."""
+    rng = np.random.default_rng(7)
+    q, g, ids = 40, 300, 25
+    q_pids, g_pids = rng.integers(0, ids, q), rng.integers(0, ids, g)
+    q_cams, g_cams = rng.integers(0, 3, q), rng.integers(0, 3, g)
+    dist = rng.random((q, g)) + 0.3 * (q_pids[:, None] != g_pids[None])  # matches rank higher
+    trap = evaluate_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, ap_mode="trapezoid")
+    std = evaluate_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, ap_mode="standard")
+    checked = 0
+    for i in range(q):
+        keep = ~((g_pids == q_pids[i]) & (g_cams == q_cams[i]))  # open-reid's valid mask
+        y_true = (g_pids[keep] == q_pids[i]) & (g_cams[keep] != q_cams[i])
+        if not y_true.any():
+            assert np.isnan(trap.per_query_ap[i])
+            continue
+        expected = _sklearn_018_average_precision(y_true.astype(float), -dist[i, keep])
+        assert trap.per_query_ap[i] == pytest.approx(expected, abs=1e-12)
+        checked += 1
+    assert checked > 30
+    assert std.mAP - trap.mAP > 0.005  # the two definitions differ measurably here
