@@ -197,3 +197,32 @@ def test_cli_train_and_errors(tmp_path, synthetic_cache, capsys):
                      str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().out
     assert "expected layout" in err and "bounding_box_train" in err
+
+
+def test_test_features_are_fp32_even_when_training_uses_amp(synthetic_cache):
+    """Evaluation extracts features outside autocast: with AMP (bf16 here, on the CPU) the
+    features are bit for bit those of a full-precision pass, not bf16-quantised ones."""
+    import dataclasses
+
+    from reid_core.data import build_dataset
+    from reid_core.data.image_dataset import ImageDataset
+    from reid_core.data.transforms import build_test_transform
+    from reid_core.engine.features import extract_features
+    from reid_core.models import build_model
+    from reid_core.utils.device import resolve_device
+
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 12, (cfg.data.height, cfg.data.width))
+    items = build_dataset("synthetic-tiny", synthetic_cache).query[:8]
+    dataset = ImageDataset(items, build_test_transform(cfg.data))
+    fp32 = resolve_device("cpu")
+    amp = dataclasses.replace(fp32, amp=True, amp_dtype=torch.bfloat16)
+    with amp.autocast():  # the premise: under this autocast the features would be bf16
+        probe = model.eval()(dataset[0]["img"][None]).features["after_bn"]
+    assert probe.dtype == torch.bfloat16
+    full, _, _ = extract_features(model, dataset, device=fp32)
+    mixed, _, _ = extract_features(model, dataset, device=amp)
+    assert mixed.keys() == full.keys()
+    for name in full:
+        assert mixed[name].dtype == torch.float32 and torch.equal(mixed[name], full[name]), name

@@ -28,7 +28,7 @@ def extract_features(
     workers: int = 0,
     features: Sequence[str] | None = None,
 ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
-    """Run ``model`` in eval mode over ``items``.
+    """Run ``model`` in eval mode over ``items``, in fp32 (never under ``device``'s AMP).
 
     Args:
         model: returns a :class:`reid_core.models.ModelOutput` (test features by name).
@@ -60,10 +60,11 @@ def extract_features(
         imgs = batch[IMG].to(device.device, non_blocking=True)
         if device.channels_last:
             imgs = imgs.contiguous(memory_format=torch.channels_last)
-        with device.autocast():
-            out = model(imgs)
-            if flip:
-                out_f = model(torch.flip(imgs, dims=[3]))
+        # fp32 even when training uses AMP: every official code extracted its test features in
+        # full precision, and bf16 would quantise them (8 bits of mantissa) before ranking.
+        out = model(imgs)
+        if flip:
+            out_f = model(torch.flip(imgs, dims=[3]))
         if feats is None:  # every feature the head declares: the output holds exactly those
             feats = {name: [] for name in out.features}
         for key in feats:
