@@ -338,3 +338,27 @@ def test_old_pcb_rpp_checkpoints_load_through_the_key_remap():
     pcb = build_model(ModelConfig(name="pcb", backbone="resnet18"), CLASSES, (96, 32))
     with pytest.raises(WeightMismatchError, match="unexpected keys .*rpp_active"):
         load_state_strict(pcb, {**pcb.state_dict(), "rpp_active": torch.tensor(True)}, "x.pt")
+
+
+def test_deep_supervision_head_with_a_hidden_layer_is_an_option():
+    """``deep_supervision_hidden: 0`` (default) keeps the single GAP -> FC classifier and its
+    keys; N > 0 inserts FC(C, N) -> BN -> ReLU before it (CSA's "fully connected layers")."""
+    def model(hidden=None):
+        att = AttentionConfig(name="se", stages=["layer2", "layer3"], deep_supervision=True)
+        if hidden is not None:
+            att.deep_supervision_hidden = hidden
+        torch.manual_seed(0)
+        return build_model(ModelConfig(backbone="resnet18", attention=att), CLASSES, (64, 32))
+
+    default, zero, two = model(), model(0), model(64)
+    assert default.state_dict().keys() == zero.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(),
+                                                 zero.state_dict().values()))
+    layer2 = two.aux.classifiers["layer2"]
+    assert [type(m) for m in layer2] == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
+    assert (layer2[0].in_features, layer2[0].out_features, layer2[3].in_features,
+            layer2[3].out_features) == (128, 64, 64, CLASSES)
+    logits = two.train()(torch.randn(4, 3, 64, 32)).train[AUX_LOGITS]
+    assert [t.shape for t in logits] == [(4, CLASSES), (4, CLASSES)]
+    with pytest.raises(ConfigError, match=r"deep_supervision_hidden: expected a width >= 0"):
+        model(-1)

@@ -62,6 +62,10 @@ class AttentionConfig:
     #: Deep supervision (CSA): a GAP -> linear identity classifier on the output of every
     #: attention stage, trained by the ``deep_supervision`` loss term (``loss.terms``).
     deep_supervision: bool = field(default=False, metadata=ADDED)
+    #: Width of a hidden layer in each deep-supervision classifier: 0 = GAP -> FC (default);
+    #: N > 0 = GAP -> FC(C, N) -> BN -> ReLU -> FC(N, classes), the CSA paper's "fully
+    #: connected layers" (plural) read as two (``reid_core.models.deep_supervision``).
+    deep_supervision_hidden: int = field(default=0, metadata=ADDED)
 
 
 @dataclass

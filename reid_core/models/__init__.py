@@ -43,7 +43,8 @@ def build_model(cfg: ModelConfig, num_classes: int,
     if cfg.attention is not None:
         insert_attention(backbone, cfg.attention, input_size)
     head = spec.build(options, backbone, num_classes, input_size)
-    aux = build_deep_supervision(backbone, supervised_stages(cfg.attention), num_classes)
+    aux = build_deep_supervision(backbone, supervised_stages(cfg.attention), num_classes,
+                                 cfg.attention.deep_supervision_hidden if cfg.attention else 0)
     return ReIDModel(backbone, head, aux)
 
 

@@ -8,7 +8,11 @@ official code, so these details are our choices (documented, not verified):
 * the classifier reads the stage output *after* its attention module (the module's output is
   what the supervision is meant to shape);
 * GAP -> ``Linear(C_stage, num_classes)`` with a bias, no BN, no dropout; initialised like the
-  suite's other identity classifiers, weight N(0, 0.001) and bias 0;
+  suite's other identity classifiers, weight N(0, 0.001) and bias 0. The paper says "a global
+  average pooling layer and fully connected layers" (plural): with
+  ``model.attention.deep_supervision_hidden: N`` each classifier is GAP -> ``Linear(C_stage,
+  N)`` (torch's default init) -> BatchNorm1d -> ReLU -> the classifier above on N features.
+  The default (0) is the single layer: "GAP + FC" in the paper's own protocol summary;
 * the classifiers only run in training mode; they are not part of the test feature; their
   logits are the model output's ``train["aux_logits"]`` (:data:`~reid_core.models.output.AUX_LOGITS`);
 * the cross-entropy of every classifier is summed and weighted (the ``deep_supervision`` loss
@@ -28,7 +32,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from reid_core.config import AttentionConfig
+from reid_core.config import AttentionConfig, ConfigError
 from reid_core.models.backbones.base import Backbone
 
 
@@ -41,14 +45,16 @@ class DeepSupervision(nn.Module):
     (:func:`build_deep_supervision` gives the backbone's order: shallowest first).
     """
 
-    def __init__(self, stage_channels: Mapping[str, int], num_classes: int) -> None:
+    def __init__(self, stage_channels: Mapping[str, int], num_classes: int,
+                 hidden: int = 0) -> None:
         super().__init__()
         self.classifiers = nn.ModuleDict()
         for stage, channels in stage_channels.items():
-            fc = nn.Linear(channels, num_classes)
+            fc = nn.Linear(hidden or channels, num_classes)
             nn.init.normal_(fc.weight, std=0.001)
             nn.init.zeros_(fc.bias)
-            self.classifiers[stage] = fc
+            self.classifiers[stage] = (fc if not hidden else nn.Sequential(
+                nn.Linear(channels, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), fc))
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -67,7 +73,7 @@ def supervised_stages(cfg: AttentionConfig | None) -> tuple[str, ...]:
 
 
 def build_deep_supervision(backbone: Backbone, stages: Sequence[str],
-                           num_classes: int) -> DeepSupervision | None:
+                           num_classes: int, hidden: int = 0) -> DeepSupervision | None:
     """Classifiers for ``stages`` of ``backbone`` (``None`` if there are none), shallowest
     first in the backbone's stage order, whatever order the config lists them in.
 
@@ -76,10 +82,13 @@ def build_deep_supervision(backbone: Backbone, stages: Sequence[str],
 
     Raises:
         ConfigError: a stage the backbone does not have (naming ``model.attention.stages``
-            and the valid stage names).
+            and the valid stage names), or a negative ``hidden``.
     """
     if not stages:
         return None
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
+        raise ConfigError(f"model.attention.deep_supervision_hidden: expected a width >= 0 "
+                          f"(0 = a single FC layer), got {hidden!r}")
     wanted = {backbone.stage(s, where="model.attention.stages").name for s in stages}
     return DeepSupervision({s.name: s.channels for s in backbone.stages if s.name in wanted},
-                           num_classes)
+                           num_classes, hidden)
