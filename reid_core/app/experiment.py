@@ -8,7 +8,6 @@ is identified by its config (name, seed, hash): a finished run's record is reuse
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from reid_core.results.records import command_line, software_versions, utc_now
 from reid_core.results.store import RunPaths, RunStore
 from reid_core.utils.device import (
     DeviceSettings, peak_memory_mb, reset_peak_memory, resolve_device)
-from reid_core.utils.io import OutputWriteError, remove_stale_temps
+from reid_core.utils.io import OutputWriteError, file_sha256, remove_stale_temps
 from reid_core.utils.seed import make_deterministic, seed_everything
 
 
@@ -88,7 +87,7 @@ def weights_identity(cfg: RunConfig) -> dict[str, str]:
     source = pretrained_source(pretrained)
     if source is not None:
         return {"weights": source.identity(pretrained, cfg.model.backbone)}
-    return {"weights": "sha256:" + _file_sha256(Path(pretrained).expanduser())[:16]}
+    return {"weights": "sha256:" + file_sha256(Path(pretrained).expanduser())[:16]}
 
 
 def pretrained_description(cfg: RunConfig) -> str | None:
@@ -111,14 +110,6 @@ def run_identity(cfg: RunConfig, data: ReIDData) -> dict[str, str]:
     """What a run starts from besides its config: the data (:meth:`ReIDData.identity`) and the
     pretrained file (:func:`weights_identity`)."""
     return {**data.identity(), **weights_identity(cfg)}
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def run_id_of(cfg: RunConfig, data: ReIDData) -> str:

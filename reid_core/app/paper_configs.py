@@ -18,7 +18,6 @@ to a profile when its config is the one the profile builds for its row (seed asi
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from reid_core.config import ConfigError, RunConfig, config_from_dict
 from reid_core.resources import paper_configs_dir
 from reid_core.results.identity import config_identity
 from reid_core.results.record_types import RUN, record_kind
+from reid_core.utils.mapping import deep_merge
 from reid_core.utils.yaml_io import load_yaml
 
 __all__ = ["CONFIGS_DIR", "PROFILES", "Profile", "build_row_config", "deep_merge",
@@ -56,17 +56,6 @@ PROFILES: dict[str, Profile] = {
                                            "comparison (report in reports/scratch/)"),
     "paper": Profile("paper", None, "the published recipe on the real datasets"),
 }
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``over``, recursively for mappings (``over`` wins; None replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def load_paper_configs(paper: str, configs_dir: Path = CONFIGS_DIR) -> tuple[Path, dict[str, Any]]:

@@ -35,7 +35,6 @@ Users with ImageNet weights keep ``model.pretrained: imagenet`` (or a file path)
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import re
@@ -56,7 +55,8 @@ from reid_core.app.training import train
 from reid_core.results.records import software_versions, utc_now
 from reid_core.utils.cache import cache_base, generation_lock
 from reid_core.utils.device import DeviceSettings, resolve_device
-from reid_core.utils.io import atomic_save, atomic_write_json, remove_stale_temps
+from reid_core.utils.io import atomic_save, atomic_write_json, file_sha256, remove_stale_temps
+from reid_core.utils.mapping import deep_merge
 from reid_core.utils.seed import (
     capture_rng_state, make_deterministic, restore_rng_state, seed_everything)
 
@@ -98,20 +98,10 @@ RECIPE: dict[str, Any] = {
 }
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def recipe_config(backbone: str, recipe: dict[str, Any] | None = None) -> RunConfig:
     """The validated run config that pretrains ``backbone`` (``recipe``: overrides of
     :data:`RECIPE`, e.g. a tiny one in tests)."""
-    raw = _deep_merge(_deep_merge(RECIPE, recipe or {}),
+    raw = deep_merge(deep_merge(RECIPE, recipe or {}),
                       {"model": {"backbone": backbone, "pretrained": None}})
     return config_from_dict(raw, "reid_core.app.pretrain.RECIPE")
 
@@ -255,7 +245,7 @@ def _make_trunk(final: Path, key: str, backbone: str, corpus: SyntheticSpec | st
         "wall_time_s": round(time.perf_counter() - t0, 1),
     }, default=str))
     atomic_save(final, lambda f: _torch_save({"state_dict": trunk, "meta": meta}, f))
-    atomic_write_json(final.with_suffix(".json"), {**meta, "sha256": _sha256(final)})
+    atomic_write_json(final.with_suffix(".json"), {**meta, "sha256": file_sha256(final)})
     shutil.rmtree(work, ignore_errors=True)
     console.print(f"[bold]pretrained[/] {final.name} in {meta['wall_time_s']:.0f} s (held-out "
                   f"corpus identities: R1 {meta['held_out'].get('R1', float('nan')):.1f}, "
@@ -266,14 +256,6 @@ def _torch_save(obj: Any, f) -> None:
     import torch
 
     torch.save(obj, f)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _pretty(backbone: str) -> str:

@@ -13,6 +13,7 @@ missing permissions become one :class:`OutputWriteError` line instead of a trace
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -225,3 +226,13 @@ def _remove(entry: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
