@@ -68,7 +68,8 @@ def train(
     dataset = training_dataset(train_items, cfg, sidecar_root)
     loader = EpochLoader(dataset, train_items, batch_size=cfg.data.batch_size,
                          num_instances=cfg.data.num_instances, seed=cfg.seed,
-                         workers=cfg.data.workers, pin_memory=device.is_cuda)
+                         workers=cfg.data.workers, pin_memory=device.is_cuda,
+                         sampler=cfg.data.sampler)
     model_section = dataclasses.asdict(cfg.model)
     hooks: list[Hook] = [EpochSwitch(), NonFiniteGuard(checkpoint)]
     if on_step is not None:

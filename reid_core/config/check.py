@@ -282,11 +282,17 @@ def _check_semantics(cfg: RunConfig, source: str) -> None:
 def _check_relations(cfg: RunConfig) -> None:
     """Constraints between fields (ranges are already checked, so no division by zero)."""
     d, o = cfg.data, cfg.optim
-    if d.batch_size % d.num_instances:
+    if d.sampler != "shuffle" and d.batch_size % d.num_instances:
         raise ConfigError(
             f"data.batch_size ({d.batch_size}) must be a multiple of "
             f"data.num_instances ({d.num_instances})"
         )
+    if d.sampler == "shuffle":
+        if any(t.name == "triplet" and t.weight != 0 for t in cfg.loss.terms):
+            raise ConfigError(
+                "data.sampler: 'shuffle' draws batches without identity structure, so the "
+                "triplet term (loss.terms) would rarely see a positive pair; use sampler 'pk' "
+                "or 'identity_once', or set the triplet weight to 0")
     if sorted(set(o.milestones)) != o.milestones:
         raise ConfigError(f"optim.milestones must be increasing, each epoch once (a repeat "
                           f"would apply gamma twice), got {o.milestones}")

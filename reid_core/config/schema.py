@@ -27,7 +27,7 @@ class DataConfig:
     height: int = 256  #: input height in pixels
     width: int = 128  #: input width in pixels
     batch_size: int = 64  #: images per batch = P x K
-    num_instances: int = 4  #: K, images per identity in a batch (P x K identity sampler)
+    num_instances: int = 4  #: K, images per identity in a batch (identity samplers)
     workers: int = 0  #: DataLoader worker processes (0 = load in the main process)
     augment: str = "bot"  #: recipe name in ``reid_core.data.transforms.AUGMENTATIONS``
     flip_p: float = 0.5
@@ -45,6 +45,11 @@ class DataConfig:
     #: Extra resolutions of every (augmented) training image, ``{name: [height, width]}``,
     #: in the batch under ``views`` (SAG feeds a second resolution through a shared trunk).
     views: dict[str, list[int]] = field(default_factory=dict, metadata=ADDED)
+    #: What an epoch is (``reid_core.data.sampler.SAMPLERS``): ``pk`` = BoT's P x K sampler
+    #: (every image about once); ``identity_once`` = open-reid's / RGA's (every identity once,
+    #: K images: half as many batches at 8 images per id); ``shuffle`` = all images in random
+    #: order (PCB's code; no identity structure, so no triplet term).
+    sampler: Literal["pk", "identity_once", "shuffle"] = field(default="pk", metadata=ADDED)
 
 
 @dataclass

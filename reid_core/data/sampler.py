@@ -1,9 +1,23 @@
-"""P x K identity sampler (Hermans et al. 2017; ``RandomIdentitySampler`` in BoT/RGA code)."""
+"""The samplers that define a training epoch, by name in :data:`SAMPLERS` (``data.sampler``).
+
+* ``pk``: BoT's P x K identity sampler (Hermans et al. 2017): every image about once per epoch,
+  in batches of P identities x K images (:class:`RandomIdentitySampler`).
+* ``identity_once``: open-reid's sampler, which RGA's official code uses: every *identity* once
+  per epoch with K images, so an epoch is ``#ids * K / batch_size`` batches (CUHK03-NP:
+  767 * 4 / 64 = 47; BoT's sampler gives ~95 there) (:class:`IdentityOnceSampler`).
+* ``shuffle``: all images in random order, no identity structure (PCB's official training;
+  :class:`ShuffleSampler`).
+
+Every sampler draws its epoch once, in the constructor, from the epoch's ``generator``: build
+one per epoch (``reid_core.utils.seed.epoch_generator``) so that ``len()`` is exact and an
+epoch's batches do not depend on earlier epochs (exact resume). Batches are consecutive runs of
+``batch_size`` indices; the last incomplete one is dropped (``drop_last``).
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
@@ -11,17 +25,41 @@ from torch.utils.data import Sampler
 from reid_core.data.base import ImageItem
 
 
-class RandomIdentitySampler(Sampler[int]):
+def _index_by_pid(items: Sequence[ImageItem]) -> dict[int, list[int]]:
+    index_by_pid: dict[int, list[int]] = defaultdict(list)
+    for i, (_, pid, _) in enumerate(items):
+        index_by_pid[pid].append(i)
+    return dict(sorted(index_by_pid.items()))
+
+
+def _check_sizes(batch_size: int, num_instances: int) -> None:
+    # Checked here as well as in the config: with P = 0 the P x K loop never ends.
+    if batch_size < 1 or num_instances < 1:
+        raise ValueError(f"batch_size ({batch_size}) and num_instances ({num_instances}) "
+                         "must both be >= 1")
+    if batch_size % num_instances:
+        raise ValueError(f"batch_size {batch_size} is not a multiple of K={num_instances}")
+
+
+class _EpochSampler(Sampler[int]):
+    """An epoch's indices, drawn in the constructor (``self.indices``)."""
+
+    indices: list[int]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class RandomIdentitySampler(_EpochSampler):
     """One epoch of indices in batches of P identities x K images.
 
     The BoT/RGA algorithm: for each identity, shuffle its images (sampling with replacement up
     to K if it has fewer) and cut them into chunks of K; then, while at least P identities have
     chunks left, pick P of them uniformly at random and emit one chunk of each. Leftover chunks
     are dropped.
-
-    The epoch's order is drawn once, in the constructor, from ``generator``: build one sampler
-    per epoch (with ``reid_core.utils.seed.epoch_generator``) so that ``len()`` is exact and an
-    epoch's batches do not depend on earlier epochs (exact resume).
 
     Args:
         items: training items ``(path, pid, camid)``.
@@ -37,17 +75,10 @@ class RandomIdentitySampler(Sampler[int]):
         num_instances: int,
         generator: torch.Generator | None = None,
     ) -> None:
-        # Checked here as well as in the config: with P = 0 the loop below never ends.
-        if batch_size < 1 or num_instances < 1:
-            raise ValueError(f"batch_size ({batch_size}) and num_instances ({num_instances}) "
-                             "must both be >= 1")
-        if batch_size % num_instances:
-            raise ValueError(f"batch_size {batch_size} is not a multiple of K={num_instances}")
+        _check_sizes(batch_size, num_instances)
         k, p = num_instances, batch_size // num_instances
-        index_by_pid: dict[int, list[int]] = defaultdict(list)
-        for i, (_, pid, _) in enumerate(items):
-            index_by_pid[pid].append(i)
-        pids = sorted(index_by_pid)
+        index_by_pid = _index_by_pid(items)
+        pids = list(index_by_pid)
         if len(pids) < p:
             raise ValueError(
                 f"P x K sampling needs at least P={p} identities, the training set has "
@@ -69,8 +100,74 @@ class RandomIdentitySampler(Sampler[int]):
                 self.indices.extend(chunks[pid].pop(0))
             available = [pid for pid in available if chunks[pid]]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
 
-    def __len__(self) -> int:
-        return len(self.indices)
+class IdentityOnceSampler(_EpochSampler):
+    """Every identity once per epoch, K images each (open-reid's ``RandomIdentitySampler``,
+    used by RGA's official code).
+
+    The identities are visited in random order; each contributes K of its images drawn without
+    replacement (with replacement if it has fewer than K). Consecutive batches of
+    ``batch_size`` therefore hold P = batch_size / K identities x K images, and an epoch has
+    ``floor(#ids * K / batch_size)`` batches, about half of what :class:`RandomIdentitySampler`
+    yields at 4-8 images per identity: a schedule in epochs means twice the iterations there.
+
+    Args:
+        items: training items ``(path, pid, camid)``.
+        batch_size: P x K (a multiple of K, so that no identity straddles two batches).
+        num_instances: K.
+        generator: this epoch's randomness.
+    """
+
+    def __init__(self, items: Sequence[ImageItem], batch_size: int, num_instances: int,
+                 generator: torch.Generator | None = None) -> None:
+        _check_sizes(batch_size, num_instances)
+        index_by_pid = _index_by_pid(items)
+        pids = list(index_by_pid)
+        if len(pids) * num_instances < batch_size:
+            raise ValueError(
+                f"identity-once sampling yields {len(pids)} ids x K={num_instances} = "
+                f"{len(pids) * num_instances} images per epoch, fewer than one batch of "
+                f"{batch_size}; lower data.batch_size")
+        k = num_instances
+        self.indices = []
+        for j in torch.randperm(len(pids), generator=generator).tolist():
+            ix = torch.tensor(index_by_pid[pids[j]])
+            if len(ix) >= k:
+                pick = torch.randperm(len(ix), generator=generator)[:k]
+            else:
+                pick = torch.randint(len(ix), (k,), generator=generator)
+            self.indices.extend(ix[pick].tolist())
+
+
+class ShuffleSampler(_EpochSampler):
+    """All training images once per epoch in random order (PCB's official training).
+
+    Batches have no identity structure, so losses that need positives in the batch (triplet)
+    do not apply; the config check refuses that combination.
+
+    Args:
+        items: training items.
+        batch_size: images per batch (at least one full batch must fit).
+        num_instances: unused (the signature is the samplers' common one).
+        generator: this epoch's randomness.
+    """
+
+    def __init__(self, items: Sequence[ImageItem], batch_size: int, num_instances: int,
+                 generator: torch.Generator | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if len(items) < batch_size:
+            raise ValueError(f"the training set has {len(items)} images, fewer than one batch "
+                             f"of {batch_size}; lower data.batch_size")
+        self.indices = torch.randperm(len(items), generator=generator).tolist()
+
+
+#: ``data.sampler`` name -> sampler class, called as ``cls(items, batch_size, K, generator)``.
+SAMPLERS: dict[str, Callable[..., _EpochSampler]] = {
+    "pk": RandomIdentitySampler,
+    "identity_once": IdentityOnceSampler,
+    "shuffle": ShuffleSampler,
+}
+
+#: Samplers whose batches hold P identities x K images (what a triplet term needs).
+IDENTITY_BATCH_SAMPLERS: frozenset[str] = frozenset({"pk", "identity_once"})
