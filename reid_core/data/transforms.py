@@ -9,7 +9,11 @@
 * ``"none"``: resize -> normalise (for debugging).
 
 Random erasing is applied after normalisation, so its fill value lives in normalised space
-(BoT fills with (0.4914, 0.4822, 0.4465), RGA with 0): ``data.erasing_value``.
+(``data.erasing_value``: BoT's config fills with the ImageNet mean values (0.485, 0.456,
+0.406), RGA's code with 0, Zhong et al.'s code defaults to the CIFAR-10 mean (0.4914, 0.4822,
+0.4465)). ``data.erasing_mode`` picks how the rectangle is drawn: torchvision's (log-uniform
+aspect ratio, 10 tries) or Zhong et al.'s, which the RGA and BoT code use (uniform aspect
+ratio, 100 tries; :class:`RandomErasing`).
 
 A transform takes an RGB PIL image, or a whole sample as a dict (what
 :class:`~reid_core.data.image_dataset.ImageDataset` passes): ``{"img": PIL image,
@@ -29,6 +33,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+import math
 
 import torch
 from torch import Tensor
@@ -62,7 +68,18 @@ class RandomHorizontalFlip(T.RandomHorizontalFlip):
 
 class RandomErasing(T.RandomErasing):
     """torchvision's ``RandomErasing`` (same arguments, same random draws, same image), which
-    also erases the sample's person mask and keypoints consistently.
+    also erases the sample's person mask and keypoints consistently, and can draw the
+    rectangle as Zhong et al.'s code does.
+
+    ``mode="torchvision"``: the aspect ratio h / w is log-uniform in ``ratio``, up to 10 tries.
+    ``mode="zhong"`` (Zhong et al., AAAI 2020, zhunzhong07/Random-Erasing ``transforms.py``,
+    copied into RGA's and BoT's code): uniform in ``ratio``, up to 100 tries. The area fraction
+    (uniform in ``scale``), the rounding of h and w, the fit test (``h < H and w < W``) and the
+    position (uniform over the valid corners) are the same in both. On 256 x 128 with ratio
+    (0.3, 3.33), uniform sampling makes ~81% of the boxes tall (h > w) against ~59%
+    log-uniform (tests/test_transforms.py counts it), so Zhong's erases taller strips.
+    Zhong's code draws from Python's ``random``; here both modes draw from torch's generator,
+    which the suite seeds per worker and epoch.
 
     The erased rectangle is an occluder pasted over the image: it is not person, so the
     ``tv_tensors.Mask`` is 0 there; keypoints keep their coordinates (they did not move) and
@@ -73,16 +90,44 @@ class RandomErasing(T.RandomErasing):
     """
 
     _ERASE_PARAMS = ("i", "j", "h", "w", "v")
+    MODES = ("torchvision", "zhong")
+
+    def __init__(self, *args: Any, mode: str = "torchvision", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"unknown erasing mode {mode!r}; known: {', '.join(self.MODES)}")
+        self.mode = mode
+
+    def _zhong_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        img_c, img_h, img_w = T.query_chw(flat_inputs)
+        if self.value is not None and len(self.value) not in (1, img_c):
+            raise ValueError(f"RandomErasing: value needs 1 or {img_c} entries, "
+                             f"got {len(self.value)}")
+        area = img_h * img_w
+        for _ in range(100):
+            erase_area = area * torch.empty(1).uniform_(self.scale[0], self.scale[1]).item()
+            aspect_ratio = torch.empty(1).uniform_(self.ratio[0], self.ratio[1]).item()
+            h = int(round(math.sqrt(erase_area * aspect_ratio)))
+            w = int(round(math.sqrt(erase_area / aspect_ratio)))
+            if h < img_h and w < img_w:
+                v = (torch.empty([img_c, h, w]).normal_() if self.value is None
+                     else torch.tensor(self.value)[:, None, None])
+                i = int(torch.randint(0, img_h - h + 1, size=(1,)).item())
+                j = int(torch.randint(0, img_w - w + 1, size=(1,)).item())
+                return dict(i=i, j=j, h=h, w=w, v=v)
+        return dict(i=0, j=0, h=img_h, w=img_w, v=None)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        params = super().make_params(flat_inputs)  # all random draws happen here, as before
+        # All random draws happen here (torchvision's are unchanged in its mode).
+        params = (super().make_params(flat_inputs) if self.mode == "torchvision"
+                  else self._zhong_params(flat_inputs))
         # One KeyPoints per sample (torchvision's convention): the visibility needs its points.
         params["keypoints"] = next(
             (x for x in flat_inputs if isinstance(x, tv_tensors.KeyPoints)), None)
         return params
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if params["v"] is None:  # no rectangle fitted in 10 tries: nothing is erased
+        if params["v"] is None:  # no rectangle fitted in the tries: nothing is erased
             return inpt
         i, j, h, w = (params[k] for k in "ijhw")
         if isinstance(inpt, tv_tensors.Mask):
@@ -105,7 +150,7 @@ def _erasing(cfg: DataConfig) -> list[T.Transform]:
         return []
     value = cfg.erasing_value if len(cfg.erasing_value) > 1 else cfg.erasing_value[0]
     return [RandomErasing(p=cfg.erasing_p, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3),
-                          value=value)]
+                          value=value, mode=cfg.erasing_mode)]
 
 
 def bot_train(cfg: DataConfig) -> T.Compose:
