@@ -395,3 +395,54 @@ def test_other_classifier_sizes_do_not_match(resnet50, num_classes) -> None:
     got = (round(full_model_params(resnet50, None, num_classes) / 1e6, 1),
            round(full_model_params(resnet50, "rga_s", num_classes) / 1e6, 1))
     assert got != (PUBLISHED[None], PUBLISHED["rga_s"])
+
+
+# --- model.bn_weight_init: torch 0.4.0's BatchNorm init (RGA's code) ---------------------------
+
+
+def _rga_model(bn_weight_init: str | None):
+    from reid_core.config import AttentionConfig, ModelConfig
+    from reid_core.models import build_model
+    extra = {} if bn_weight_init is None else {"bn_weight_init": bn_weight_init}
+    cfg = ModelConfig(backbone="resnet18", attention=AttentionConfig(name="rga_sc"), **extra)
+    torch.manual_seed(0)
+    return build_model(cfg, 10, (64, 32))
+
+
+def _bn_weights(module: nn.Module) -> list[torch.Tensor]:
+    return [m.weight.detach() for m in module.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def test_uniform_bn_init_draws_every_attention_bn_weight_from_u01_and_nothing_else() -> None:
+    ones, uniform = _rga_model("ones"), _rga_model("uniform")
+    att_ones = [w for s in ones.backbone.stage_hooks.values() for w in _bn_weights(s)]
+    att_uni = [w for s in uniform.backbone.stage_hooks.values() for w in _bn_weights(s)]
+    assert len(att_uni) == len(att_ones) > 4 * 6  # every embedding BN and the BN(1)s
+    assert all(torch.equal(w, torch.ones_like(w)) for w in att_ones)
+    values = torch.cat([w.flatten() for w in att_uni])
+    assert values.min() >= 0 and values.max() < 1
+    assert 0.45 < values.mean().item() < 0.55  # U(0, 1) over thousands of weights
+    # The BN(1) before each sigmoid is drawn too (one per module and branch, 8 at least; at
+    # 64 x 32 some hidden widths are 1 as well).
+    singles = [w for w in att_uni if w.numel() == 1]
+    assert len(singles) >= 8 and all(0 <= w.item() < 1 for w in singles)
+    # Trunk and head BNs are not attention BNs: untouched (the head sets BNNeck to 1).
+    stateless = {k: v for k, v in uniform.state_dict().items() if "stage_hooks" not in k
+                 and k.endswith(".weight") and v.dim() == 1}
+    for k, v in stateless.items():
+        assert torch.equal(v, ones.state_dict()[k]), k
+
+
+def test_ones_is_todays_default_bit_for_bit() -> None:
+    a, b = _rga_model(None).state_dict(), _rga_model("ones").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("profile, init", [("paper", "uniform"), ("smoke", "ones"),
+                                           ("scratch", "ones")])
+def test_rga_profiles_bn_init(profile: str, init: str) -> None:
+    from reid_core.app.reproduce import build_row_config, load_paper_configs
+    source, raw = load_paper_configs("rga")
+    for config_id in raw["variants"]:
+        assert build_row_config(raw, source, config_id, profile, 0).model.bn_weight_init == init

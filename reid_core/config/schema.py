@@ -90,6 +90,11 @@ class ModelConfig:
     #: Options of the head (validated by its option dataclass when the model is built),
     #: e.g. PCB's ``parts`` / ``reduction_dim`` / ``rpp_start_epoch``.
     options: dict[str, Any] = field(default_factory=dict, metadata=ADDED)
+    #: Initial weights of the BatchNorm layers in the attention modules (which the authors'
+    #: code leaves at the framework's default init): ``ones`` = PyTorch >= 1.2; ``uniform`` =
+    #: U(0, 1), PyTorch <= 1.1, under which RGA's code (torch 0.4.0) ran. Heads and
+    #: deep-supervision classifiers set their BN weights explicitly; pretrained trunks load them.
+    bn_weight_init: Literal["ones", "uniform"] = field(default="ones", metadata=ADDED)
 
 
 @dataclass

@@ -41,7 +41,7 @@ def build_model(cfg: ModelConfig, num_classes: int,
     options = parse_head_options(cfg.name, spec.options, cfg.options)
     backbone = build_backbone(cfg.backbone, cfg.last_stride, cfg.pretrained)
     if cfg.attention is not None:
-        insert_attention(backbone, cfg.attention, input_size)
+        insert_attention(backbone, cfg.attention, input_size, bn_weight_init=cfg.bn_weight_init)
     head = spec.build(options, backbone, num_classes, input_size)
     aux = build_deep_supervision(backbone, supervised_stages(cfg.attention), num_classes,
                                  cfg.attention.deep_supervision_hidden if cfg.attention else 0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from torch import nn
+
 from reid_core.config import AttentionConfig, ConfigError
 from reid_core.models.attention.base import build_attention
 
@@ -11,14 +13,24 @@ if TYPE_CHECKING:
     from reid_core.models.backbones.base import Backbone
 
 
+def uniform_bn_weights(module: nn.Module) -> None:
+    """PyTorch <= 1.1's BatchNorm init: every BN weight drawn from U(0, 1) (in ``modules()``
+    order), the bias left at 0. (Its conv and linear defaults were already today's
+    distributions: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).)"""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None:
+            nn.init.uniform_(m.weight, 0.0, 1.0)
+
+
 def insert_attention(backbone: Backbone, cfg: AttentionConfig,
-                     input_size: tuple[int, int]) -> None:
+                     input_size: tuple[int, int], *, bn_weight_init: str = "ones") -> None:
     """Put one ``cfg.name`` module after each stage in ``cfg.stages`` (by the backbone's stage
     names; RGA: all four ResNet stages), each built for that stage's output size at
     ``input_size`` = (height, width).
 
     The modules are built in the order ``cfg.stages`` lists them (the random-number order of
-    recorded runs).
+    recorded runs). ``bn_weight_init="uniform"`` redraws each module's BN weights from U(0, 1)
+    right after it is built (``model.bn_weight_init``; ``"ones"`` draws nothing).
 
     Raises:
         ConfigError: a stage the backbone does not have, or one listed twice (naming
@@ -34,6 +46,11 @@ def insert_attention(backbone: Backbone, cfg: AttentionConfig,
     for stage in cfg.stages:
         c, h, w = shapes[stage]
         try:
-            backbone.stage_hooks[stage] = build_attention(cfg.name, c, h, w, **cfg.options)
+            module = build_attention(cfg.name, c, h, w, **cfg.options)
         except TypeError as e:  # an option the builder does not take: a config mistake
             raise ConfigError(f"model.attention.options for {cfg.name!r}: {e}") from None
+        if bn_weight_init == "uniform":
+            uniform_bn_weights(module)
+        elif bn_weight_init != "ones":
+            raise ValueError(f"bn_weight_init must be 'ones' or 'uniform', got {bn_weight_init!r}")
+        backbone.stage_hooks[stage] = module
