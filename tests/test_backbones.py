@@ -362,3 +362,45 @@ def test_deep_supervision_head_with_a_hidden_layer_is_an_option():
     assert [t.shape for t in logits] == [(4, CLASSES), (4, CLASSES)]
     with pytest.raises(ConfigError, match=r"deep_supervision_hidden: expected a width >= 0"):
         model(-1)
+
+
+# --- model.attention.placement: residual (SE-ResNet style) --------------------------------------
+
+
+def test_residual_placement_puts_one_module_in_every_block_before_the_shortcut():
+    from reid_core.config import AttentionConfig, ConfigError, ModelConfig
+    from reid_core.models import build_model
+    from reid_core.models.backbones.base import GatedBranchEnd
+
+    plain = build_model(ModelConfig(backbone="resnet50"), 10, (64, 32))
+    cfg = ModelConfig(backbone="resnet50",
+                      attention=AttentionConfig(name="se", placement="residual",
+                                                options={"reduction": 16}))
+    model = build_model(cfg, 10, (64, 32))
+    gated = [m for m in model.backbone.modules() if isinstance(m, GatedBranchEnd)]
+    assert len(gated) == 3 + 4 + 6 + 3 and not len(model.backbone.stage_hooks)
+    # Each gate sits after bn3 of its block, sized for the block's output channels.
+    for stage, channels in zip(("layer1", "layer2", "layer3", "layer4"), (256, 512, 1024, 2048)):
+        for block in getattr(model.backbone, stage):
+            assert isinstance(block.bn3, GatedBranchEnd)
+            assert block.bn3.gate.fc2.out_features == channels
+    # The trunk is the plain trunk; the gates are new layers (full learning rate).
+    assert sum(p.numel() for p in model.backbone.trunk_parameters()) == \
+        sum(p.numel() for p in plain.backbone.trunk_parameters())
+    # With the plain network's weights and gates that pass everything through (sigmoid -> 1),
+    # it computes the plain network: the gate multiplies the branch, before the shortcut.
+    for g in gated:
+        torch.nn.init.zeros_(g.gate.fc2.weight)
+        torch.nn.init.constant_(g.gate.fc2.bias, 1e4)
+    own = model.state_dict()
+    for k, v in plain.state_dict().items():
+        own[k.replace(".bn3.", ".bn3.norm.")] = v
+    model.load_state_dict(own)
+    model.eval(), plain.eval()
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x).features["after_bn"], plain(x).features["after_bn"],
+                              atol=1e-5)
+    with pytest.raises(ConfigError, match="placement"):
+        build_model(ModelConfig(backbone="densenet121", attention=AttentionConfig(
+            name="se", placement="residual", stages=["denseblock1"])), 10, (64, 32))

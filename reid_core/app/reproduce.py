@@ -147,9 +147,18 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
 
 def _summary(table_id: str, records: list[dict[str, Any]], seconds: float) -> Table:
     t = Table(title=f"{table_id}: {len(records)} run(s), {seconds / 60:.1f} min this session")
-    for col in ("config", "seed", "dataset", "R1", "mAP", "wall (s)"):
+    # Measurement records (parameter counts, costs) carry no metrics: show their count instead.
+    measured = any("measurements" in r for r in records)
+    cols = ("config", "seed", "params (M)") if measured else (
+        "config", "seed", "dataset", "R1", "mAP", "wall (s)")
+    for col in cols:
         t.add_column(col, justify="right" if col not in ("config", "dataset") else "left")
     for r in records:
+        if measured:
+            params = (r.get("measurements") or {}).get("params")
+            t.add_row(r["config_name"], str(r["seed"]),
+                      f"{params / 1e6:.2f}" if isinstance(params, int) else "-")
+            continue
         final = r.get("final", {}).get(r.get("primary_feature", ""), {})
         fmt = lambda k: f"{final[k]:.2f}" if k in final else "-"  # noqa: E731
         t.add_row(r["config_name"], str(r["seed"]), r["dataset"]["name"], fmt("R1"), fmt("mAP"),

@@ -70,6 +70,10 @@ class AttentionConfig:
         default_factory=lambda: ["layer1", "layer2", "layer3", "layer4"])
     #: Keyword options of the module builder (validated by the builder itself).
     options: dict[str, Any] = field(default_factory=dict)
+    #: Where the modules go in each listed stage: ``stage`` = one after the stage (RGA, CSA);
+    #: ``residual`` = one inside every residual block, on the branch before the shortcut is
+    #: added (SE-ResNet's placement of SE, Hu et al. Fig. 3).
+    placement: Literal["stage", "residual"] = field(default="stage", metadata=ADDED)
     #: Deep supervision (CSA): a GAP -> linear identity classifier on the output of every
     #: attention stage, trained by the ``deep_supervision`` loss term (``loss.terms``).
     deep_supervision: bool = field(default=False, metadata=ADDED)

@@ -8,6 +8,7 @@ from torch import nn
 
 from reid_core.config import AttentionConfig, ConfigError
 from reid_core.models.attention.base import build_attention
+from reid_core.models.backbones.base import GatedBranchEnd
 
 if TYPE_CHECKING:
     from reid_core.models.backbones.base import Backbone
@@ -26,7 +27,8 @@ def insert_attention(backbone: Backbone, cfg: AttentionConfig,
                      input_size: tuple[int, int], *, bn_weight_init: str = "ones") -> None:
     """Put one ``cfg.name`` module after each stage in ``cfg.stages`` (by the backbone's stage
     names; RGA: all four ResNet stages), each built for that stage's output size at
-    ``input_size`` = (height, width).
+    ``input_size`` = (height, width); with ``cfg.placement == "residual"``, one inside every
+    residual block of those stages instead (:class:`GatedBranchEnd`).
 
     The modules are built in the order ``cfg.stages`` lists them (the random-number order of
     recorded runs). ``bn_weight_init="uniform"`` redraws each module's BN weights from U(0, 1)
@@ -42,15 +44,25 @@ def insert_attention(backbone: Backbone, cfg: AttentionConfig,
         if stage in cfg.stages[:i]:
             raise ConfigError(f"model.attention.stages: stage {stage!r} is listed twice "
                               f"(one module per stage)")
+    if bn_weight_init not in ("ones", "uniform"):
+        raise ValueError(f"bn_weight_init must be 'ones' or 'uniform', got {bn_weight_init!r}")
     shapes = backbone.stage_shapes(input_size)
     for stage in cfg.stages:
         c, h, w = shapes[stage]
-        try:
-            module = build_attention(cfg.name, c, h, w, **cfg.options)
-        except TypeError as e:  # an option the builder does not take: a config mistake
-            raise ConfigError(f"model.attention.options for {cfg.name!r}: {e}") from None
-        if bn_weight_init == "uniform":
-            uniform_bn_weights(module)
-        elif bn_weight_init != "ones":
-            raise ValueError(f"bn_weight_init must be 'ones' or 'uniform', got {bn_weight_init!r}")
-        backbone.stage_hooks[stage] = module
+        if cfg.placement == "stage":
+            backbone.stage_hooks[stage] = _build(cfg, c, h, w, bn_weight_init)
+            continue
+        # Inside every block: each residual branch ends at the stage's output size.
+        for block, attr in backbone.residual_branch_ends(stage):
+            gate = _build(cfg, c, h, w, bn_weight_init)
+            setattr(block, attr, GatedBranchEnd(getattr(block, attr), gate))
+
+
+def _build(cfg: AttentionConfig, c: int, h: int, w: int, bn_weight_init: str) -> nn.Module:
+    try:
+        module = build_attention(cfg.name, c, h, w, **cfg.options)
+    except TypeError as e:  # an option the builder does not take: a config mistake
+        raise ConfigError(f"model.attention.options for {cfg.name!r}: {e}") from None
+    if bn_weight_init == "uniform":
+        uniform_bn_weights(module)
+    return module

@@ -144,11 +144,38 @@ class Backbone(nn.Module):
             self.train(was_training)
         return shapes
 
+    def residual_branch_ends(self, stage: str) -> list[tuple[nn.Module, str]]:
+        """``(block, attribute)`` of the last layer of each residual branch in ``stage``
+        (ResNet Bottleneck: ``bn3``, BasicBlock: ``bn2``), where a module inside every block
+        goes (``model.attention.placement: residual``, SE-ResNet style).
+
+        Raises:
+            ConfigError: the backbone has no residual blocks to put modules in.
+        """
+        raise ConfigError(f"model.attention.placement: backbone {self.name!r} has no residual "
+                          f"blocks; use placement 'stage'")
+
     def trunk_parameters(self) -> list[nn.Parameter]:
-        """The backbone's own parameters (stem and stages), without the modules in
-        ``stage_hooks``: those are new layers and train at the full learning rate."""
-        hooks = {id(p) for p in self.stage_hooks.parameters()}
-        return [p for p in self.parameters() if id(p) not in hooks]
+        """The backbone's own parameters (stem and stages), without the attention modules in
+        ``stage_hooks`` or inside its blocks: those are new layers and train at the full
+        learning rate."""
+        new = {id(p) for p in self.stage_hooks.parameters()}
+        new |= {id(p) for m in self.modules() if isinstance(m, GatedBranchEnd)
+                for p in m.gate.parameters()}
+        return [p for p in self.parameters() if id(p) not in new]
+
+
+class GatedBranchEnd(nn.Module):
+    """The last layer of a residual branch followed by an attention module, before the
+    shortcut is added (SE-ResNet: ``x + SE(F(x))``). Replaces that layer in its block, so its
+    keys become ``<layer>.norm.*`` (the original layer) and ``<layer>.gate.*``."""
+
+    def __init__(self, norm: nn.Module, gate: nn.Module) -> None:
+        super().__init__()
+        self.norm, self.gate = norm, gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.norm(x))
 
 
 #: ``builder(last_stride, pretrained) -> Backbone``; ``pretrained`` is ``None`` (random init),

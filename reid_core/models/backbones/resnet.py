@@ -53,6 +53,11 @@ class ResNetBackbone(Backbone):
     def forward_stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return getattr(self, name)(x)
 
+    def residual_branch_ends(self, stage: str) -> list[tuple[torch.nn.Module, str]]:
+        self.stage(stage, where="model.attention.stages")
+        return [(block, "bn3" if isinstance(block, Bottleneck) else "bn2")
+                for block in getattr(self, stage)]
+
 
 def _resnet(name: str, ctor: Callable[..., tvm.ResNet], weights: tvm.WeightsEnum,
             last_stride: int, pretrained: str | None) -> ResNetBackbone:

@@ -29,10 +29,15 @@ __all__ = ["render_markdown"]
 def _layout_table(comp: Comparison) -> list[str]:
     """The paper's layout: one block per published column (published / reproduced / Δ)."""
     with_delta = comp.comparable
+    # Counts are exact, so also show them at the paper's precision: which printed digit matches.
+    rounded = comp.table.kind == "parameters"
+    decimals = _published_decimals(comp) if rounded else {}
     header = ["Group", "Row"]
     for column in comp.table.columns:
         label = column_label(column)
         header += [f"{label} published", f"{label} reproduced"]
+        if rounded:
+            header.append(f"{label} reproduced, rounded as published")
         if with_delta:
             header.append(f"{label} Δ")
     header.append("Verdict")
@@ -48,11 +53,39 @@ def _layout_table(comp: Comparison) -> list[str]:
                 cells.append(REFERENCE)
             else:
                 cells.append(fmt_reproduced(line["reproduced"], line["std"], line["n"]))
+            if rounded:
+                cells.append(_fmt_rounded(line, decimals.get((line["dataset"], line["metric"]), 1)))
             if with_delta:
                 cells.append(fmt_signed(line["delta"]))
         cells.append(row_verdict(sub))
         lines.append(cells)
     return md_table(header, lines, right_from=2, right_to=len(header) - 1)
+
+
+def _published_decimals(comp: Comparison) -> dict[tuple[str, str], int]:
+    """Per column (dataset, metric), the most decimals its published values are printed with."""
+    out: dict[tuple[str, str], int] = {}
+    for _, line in comp.frame.iterrows():
+        value = line["published"]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        text = repr(float(value))
+        places = len(text.split(".")[1].rstrip("0")) if "." in text else 0
+        key = (line["dataset"], line["metric"])
+        out[key] = max(out.get(key, 0), places)
+    return out
+
+
+def _fmt_rounded(line: pd.Series, decimals: int) -> str:
+    """``25.1 (=)`` when the reproduced value rounds to the published one, ``25.1 (≠ 26.1)``
+    when not, ``25.1`` without a published value."""
+    if line["n"] == 0 or math.isnan(line["reproduced"]):
+        return ""
+    text = f"{line['reproduced']:.{decimals}f}"
+    published = line["published"]
+    if published is None or math.isnan(published):
+        return text
+    return f"{text} (=)" if text == f"{published:.{decimals}f}" else f"{text} (≠ {published:g})"
 
 
 _SYMBOL: Final[dict[str, str]] = {HOLDS: "✓", CONTRADICTED: "✗", INCONCLUSIVE: "~"}
