@@ -465,3 +465,16 @@ def test_trapezoid_ap_is_sklearn_0_18_average_precision():
         checked += 1
     assert checked > 30
     assert std.mAP - trap.mAP > 0.005  # the two definitions differ measurably here
+
+
+def test_both_ap_definitions_come_from_one_ranking():
+    rng = np.random.default_rng(3)
+    distmat = rng.random((60, 200))
+    q_pids, g_pids = rng.integers(0, 20, 60), rng.integers(0, 20, 200)
+    q_cams, g_cams = rng.integers(0, 3, 60), rng.integers(0, 3, 200)
+    by = {mode: evaluate_rank_metrics(distmat, q_pids, g_pids, q_cams, g_cams, ap_mode=mode)
+          for mode in ("standard", "trapezoid")}
+    for mode, m in by.items():
+        assert m.mAP == m.mAP_by_mode[mode]  # the chosen definition is the reported mAP
+        assert m.mAP_by_mode == by["standard"].mAP_by_mode  # whichever mode was asked for
+    assert by["trapezoid"].mAP < by["standard"].mAP  # trapezoid sits below at these ranks

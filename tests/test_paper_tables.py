@@ -245,7 +245,8 @@ VALID: dict[str, Any] = {
     "table": "1",
     "caption": "test table",
     "kind": "metrics",
-    "protocol": {"reranking": False, "query": "single", "cuhk03": "new", "cuhk03_boxes": "labeled"},
+    "protocol": {"reranking": False, "query": "single", "cuhk03": "new", "cuhk03_boxes": "labeled",
+                 "ap": "trapezoid", "ap_note": "how it is known"},
     "baseline_row": "Baseline",
     "columns": [
         {"dataset": "cuhk03-labeled", "metric": "R1"},
@@ -412,3 +413,28 @@ def test_unknown_table_id_lists_valid_ids(tmp_path: Path) -> None:
 def test_default_directory_is_repo_paper_tables() -> None:
     assert PAPER_TABLES_DIR == Path(__file__).resolve().parents[1] / "paper_tables"
     assert (PAPER_TABLES_DIR / "SCHEMA.md").is_file() or (PAPER_TABLES_DIR / "README.md").is_file()
+
+
+def test_a_table_with_an_mAP_column_must_name_its_ap_definition(tmp_path: Path) -> None:
+    data = copy.deepcopy(VALID)
+    del data["protocol"]["ap"]
+    _write(tmp_path, data)
+    with pytest.raises(PaperTableError, match=r"protocol\.ap.*standard, trapezoid, unknown"):
+        load_table("rga_table1", tmp_path)
+    data["protocol"]["ap"] = "interpolated"
+    _write(tmp_path, data)
+    with pytest.raises(PaperTableError, match="protocol.ap"):
+        load_table("rga_table1", tmp_path)
+
+
+def test_published_ap_definitions_per_paper() -> None:
+    # RGA pins scikit-learn 0.18.1 (trapezoid); SAG's code is Market-MATLAB style (trapezoid);
+    # CSA (no code; PCB's sklearn unpinned), DAAF (TriNet's sklearn unpinned) and DSA (no
+    # code) are not known.
+    expected = {"RGA": "trapezoid", "SAG": "trapezoid", "CSA": "unknown", "DAAF": "unknown",
+                "DSA": "unknown"}
+    for table_id in list_tables():
+        table = load_table(table_id)
+        if any(c.metric == "mAP" for c in table.columns):
+            assert table.protocol.ap == expected[table.paper], table_id
+            assert table.protocol.ap_note

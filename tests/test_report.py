@@ -426,3 +426,38 @@ def test_records_of_an_older_recipe_are_not_averaged_in() -> None:
     frame = build_comparison("rga_table1", [old, *new])
     rga_s = cell(frame, "RGA-S", "cuhk03-labeled", "R1")
     assert rga_s["n"] == 2 and rga_s["reproduced"] == pytest.approx(78.5)
+
+
+def test_report_names_the_ap_definition_and_shows_both_when_recorded(tmp_path: Path) -> None:
+    def with_ap(rec: dict[str, Any], standard: float, trapezoid: float) -> dict[str, Any]:
+        rec["config"]["eval"] = {"ap_mode": "trapezoid"}
+        rec["final"]["after_bn"].update(mAP_standard=standard, mAP_trapezoid=trapezoid)
+        return rec
+
+    records = [with_ap(record("rga_baseline", 0, CUHK, R1=74.0, mAP=68.0), 69.5, 68.0),
+               with_ap(record("rga_baseline", 1, CUHK, R1=75.0, mAP=69.0), 70.5, 69.0),
+               with_ap(record("rga_s", 0, CUHK, R1=77.0, mAP=72.0), 73.0, 72.0),
+               record("rga_s", 1, CUHK, R1=78.0, mAP=73.0)]  # an older record: no second AP
+    text = render_report("rga_table1", records, tmp_path).read_text()
+    header = text.split("- **mAP's AP definition:** ")[1].split("\n")[0]
+    assert header.startswith("`trapezoid`: trapezoid-rule AP")
+    assert "as published: **trapezoid** (RGA's evaluator" in header
+    assert "another definition" not in header  # the paper's, and so ours
+    section = text.split("## mAP under both AP definitions")[1].split("\n## ")[0]
+    lines = {cells[0]: cells for cells in
+             ([c.strip() for c in line.strip().strip("|").split("|")]
+              for line in section.splitlines() if line.startswith("|"))}
+    assert lines["ResNet-50"] == ["ResNet-50", "70.00", "68.50", "-1.50", "2"]
+    assert lines["RGA-S"] == ["RGA-S", "73.00", "72.00", "-1.00", "1"]
+    assert "RGA-C" not in lines  # not run
+    records[0]["config"]["eval"]["ap_mode"] = "standard"
+    text = render_report("rga_table1", records, tmp_path).read_text()
+    assert "**Some runs used another definition than the paper's:**" in text
+
+
+def test_report_without_second_ap_has_no_such_section(real_report: Path) -> None:
+    text = real_report.read_text()
+    assert "## mAP under both AP definitions" not in text
+    header = text.split("- **mAP's AP definition:** ")[1].split("\n")[0]
+    assert header.startswith("not recorded (")
+    assert "another definition" not in header  # unknown is not "another"

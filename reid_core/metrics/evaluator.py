@@ -87,7 +87,8 @@ def per_query_results(m: RankMetrics, q_pids: np.ndarray, q_cams: np.ndarray) ->
 class RetrievalEvaluator:
     """Evaluate a model on one query/gallery split.
 
-    Calling it returns ``{feature: {"R1": ..., "R5": ..., "mAP": ..., "mINP": ..., "CMC": [...]}}``
+    Calling it returns ``{feature: {"R1": ..., "R5": ..., "mAP": ..., "mINP": ..., "CMC": [...],
+    "mAP_standard": ..., "mAP_trapezoid": ...}}``
     in **percent**, one entry per feature in ``eval_cfg.features`` (names the model's head
     declares: BNNeck ``before_bn`` / ``after_bn``, PCB ``parts_pooled`` / ``parts_reduced``).
     ``CMC`` is the curve at ranks 1..50. Under the CUHK03 classic protocol
@@ -200,7 +201,10 @@ class RetrievalEvaluator:
                 m = evaluate_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams,
                                           max_rank=max_rank, ap_mode=self.cfg.ap_mode)
                 cmc = m.cmc
-                extra = {"mAP": round(100 * m.mAP, 4), "mINP": round(100 * m.mINP, 4)}
+                extra = {"mAP": round(100 * m.mAP, 4), "mINP": round(100 * m.mINP, 4),
+                         # The other AP definition too, from the same ranking (reports show both).
+                         **{f"mAP_{mode}": round(100 * v, 4)
+                            for mode, v in m.mAP_by_mode.items()}}
                 queries = per_query_results(m, q_pids, q_cams) if per_query else None
             cmc = np.asarray(cmc, dtype=np.float64)
             out[name] = {**{f"R{r}": round(100 * float(cmc[r - 1]), 4) for r in self.cfg.ranks},

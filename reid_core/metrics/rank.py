@@ -29,13 +29,20 @@ them by one shared numpy routine):
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 AP_MODES: tuple[str, ...] = ("standard", "trapezoid")
+#: What each AP definition is and who uses it (report headers say which one a report shows).
+AP_DEFINITIONS: dict[str, str] = {
+    "standard": "non-interpolated AP, the mean precision at each true match (BoT, torchreid, "
+                "scikit-learn >= 0.19's average_precision_score)",
+    "trapezoid": "trapezoid-rule AP over recall (Market-1501's compute_AP.m; scikit-learn "
+                 "0.18's average_precision_score, which RGA's code pins)",
+}
 BACKENDS: tuple[str, ...] = ("auto", "numba", "torch")
 DEFAULT_CHUNK_SIZE = 256
 
@@ -66,6 +73,8 @@ class RankMetrics:
             skipped queries.
         first_match_rank (numpy.ndarray): int64 1-based rank of each query's first true
             match, shape (num_queries,); 0 for skipped queries.
+        mAP_by_mode (dict): the mAP under every definition of :data:`AP_MODES` (``mAP`` is
+            the ``ap_mode`` entry), from the same ranking: a report can show both.
     """
 
     cmc: np.ndarray
@@ -76,6 +85,7 @@ class RankMetrics:
     ap_mode: str
     per_query_ap: np.ndarray
     first_match_rank: np.ndarray
+    mAP_by_mode: dict[str, float] = field(default_factory=dict)
 
     def rank(self, k: int) -> float:
         """Rank-k accuracy ``cmc[k - 1]`` (k = 1 is rank-1)."""
@@ -243,7 +253,7 @@ def evaluate_rank_metrics(
     # Per-query results land in O(Q) arrays so the final reductions see the same numbers in
     # the same order whatever the chunk size or backend (bit-identical results).
     first_rank = np.zeros(num_q, dtype=np.int64)  # 0 = query has no true match
-    ap = np.zeros(num_q, dtype=np.float64)
+    ap = {mode: np.zeros(num_q, dtype=np.float64) for mode in AP_MODES}
     inp = np.zeros(num_q, dtype=np.float64)
     if backend == "numba":
         chunk_ranks = _numba_chunk_ranks
@@ -266,9 +276,9 @@ def evaluate_rank_metrics(
             # for the message (how many, which rows).
             require_finite(distmat, "distmat", "evaluate_rank_metrics", allow_inf=True)
             raise AssertionError("a rank kernel reported NaN the scan did not find") from None
-        first_rank[rows], ap[rows], inp[rows] = _metrics_from_ranks(
-            ranks, num_matches[rows], ap_mode
-        )
+        first_rank[rows], chunk_ap, inp[rows] = _metrics_from_ranks(ranks, num_matches[rows])
+        for mode in AP_MODES:
+            ap[mode][rows] = chunk_ap[mode]
 
     valid = num_matches > 0
     num_valid = int(valid.sum())
@@ -282,13 +292,14 @@ def evaluate_rank_metrics(
     cmc = np.cumsum(hist[1 : max_rank + 1]).astype(np.float64) / num_valid
     return RankMetrics(
         cmc=cmc,
-        mAP=float(ap[valid].mean()),
+        mAP=float(ap[ap_mode][valid].mean()),
         mINP=float(inp[valid].mean()),
         num_valid_queries=num_valid,
         num_queries=num_q,
         ap_mode=ap_mode,
-        per_query_ap=np.where(valid, ap, np.nan),
+        per_query_ap=np.where(valid, ap[ap_mode], np.nan),
         first_match_rank=first_rank,
+        mAP_by_mode={mode: float(ap[mode][valid].mean()) for mode in AP_MODES},
     )
 
 
@@ -357,9 +368,10 @@ def _find(sorted_values: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 def _metrics_from_ranks(
-    ranks: np.ndarray, num_matches: np.ndarray, ap_mode: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """First-hit rank (0 if none), AP and INP (0 if none) per query of one chunk.
+    ranks: np.ndarray, num_matches: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """First-hit rank (0 if none), AP under each of :data:`AP_MODES` and INP (0 if none) per
+    query of one chunk.
 
     ``ranks`` holds each query's match ranks, ascending, queries one after another
     (``num_matches[i]`` entries for query ``i``). Shared by both backends so they agree bit
@@ -371,15 +383,25 @@ def _metrics_from_ranks(
     rows = np.repeat(np.arange(num_rows), num_matches)
     k = (np.arange(len(ranks)) - starts[rows] + 1).astype(np.float64)  # hit number
     r = ranks.astype(np.float64)
-    precision = k / r
-    if ap_mode == "standard":
-        terms = precision
-    else:  # trapezoid: compute_AP.m's old_precision is the precision one rank above the hit
-        previous = np.where(r > 1, (k - 1) / np.maximum(r - 1, 1), 1.0)
-        terms = (previous + precision) / 2
     has = num_matches > 0
-    ap_sum = np.bincount(rows, weights=terms, minlength=num_rows)
-    ap = np.divide(ap_sum, num_matches, out=np.zeros(num_rows), where=has)
+
+    def mean_per_query(terms: np.ndarray) -> np.ndarray:
+        ap_sum = np.bincount(rows, weights=terms, minlength=num_rows)
+        return np.divide(ap_sum, num_matches, out=np.zeros(num_rows), where=has)
+
+    terms = k / r  # precision at each hit
+    ap = {"standard": mean_per_query(terms)}
+    # trapezoid: compute_AP.m's old_precision is the precision one rank above the hit; the
+    # terms are turned into (old_precision + precision) / 2 in place (bounded memory).
+    first = r <= 1
+    k -= 1
+    r -= 1
+    np.maximum(r, 1, out=r)
+    np.divide(k, r, out=k)  # (k - 1) / (r - 1): k and r are not used after this
+    k[first] = 1.0
+    terms += k
+    terms *= 0.5
+    ap["trapezoid"] = mean_per_query(terms)
     first_rank = np.zeros(num_rows, dtype=np.int64)
     first_rank[has] = ranks[starts[has]]
     inp = np.zeros(num_rows, dtype=np.float64)

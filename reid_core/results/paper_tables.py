@@ -19,6 +19,7 @@ from typing import Any, Final, Mapping
 import pandas as pd
 
 from reid_core.data.names import table_dataset_names
+from reid_core.metrics.rank import AP_MODES
 from reid_core.resources import paper_tables_dir
 from reid_core.results.table_kinds import KIND_ORDER, TableKindRules, kind_rules
 from reid_core.utils.yaml_io import YamlError, load_yaml
@@ -70,7 +71,9 @@ TOP_KEYS: Final[tuple[str, ...]] = (
     "rows",
 )
 PROTOCOL_REQUIRED: Final[tuple[str, ...]] = ("reranking", "query", "cuhk03", "cuhk03_boxes")
-PROTOCOL_OPTIONAL: Final[tuple[str, ...]] = ("notes",)
+PROTOCOL_OPTIONAL: Final[tuple[str, ...]] = ("notes", "ap", "ap_note")
+#: ``protocol.ap``: an AP definition of the metric functions, or not known.
+AP_DEFINITION_CHOICES: Final[tuple[str, ...]] = (*AP_MODES, "unknown")
 COLUMN_REQUIRED: Final[tuple[str, ...]] = ("dataset", "metric")
 COLUMN_OPTIONAL: Final[tuple[str, ...]] = ("unit", "note")
 ROW_REQUIRED: Final[tuple[str, ...]] = ("name", "reference_only", "config", "values")
@@ -149,6 +152,10 @@ class Protocol:
     cuhk03: str
     cuhk03_boxes: str
     notes: str | None = None
+    #: The AP definition behind the published mAP (``reid_core.metrics.rank.AP_MODES`` or
+    #: ``unknown``), with how it is known (``ap_note``); required when a column is mAP.
+    ap: str | None = None
+    ap_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -360,6 +367,11 @@ def _parse_table(reader: _Reader, data: dict[str, Any]) -> PaperTable:
     baseline = reader.text("baseline_row", data["baseline_row"], optional=True)
     if baseline is not None and baseline not in {row.name for row in rows}:
         raise reader.fail("baseline_row", f"{baseline!r} is not the name of a row")
+    protocol = _parse_protocol(reader, data["protocol"])
+    if protocol.ap is None and any(c.metric == "mAP" for c in columns):
+        raise reader.fail("protocol.ap", f"a table with an mAP column must say which AP "
+                                         f"definition it used: one of "
+                                         f"{', '.join(AP_DEFINITION_CHOICES)} (with ap_note)")
     return PaperTable(
         table_id=reader.path.stem,
         path=reader.path,
@@ -369,7 +381,7 @@ def _parse_table(reader: _Reader, data: dict[str, Any]) -> PaperTable:
         table=table,
         caption=str(reader.text("caption", data["caption"])),
         kind=kind,
-        protocol=_parse_protocol(reader, data["protocol"]),
+        protocol=protocol,
         baseline_row=baseline,
         columns=columns,
         rows=rows,
@@ -392,6 +404,9 @@ def _parse_protocol(reader: _Reader, data: object) -> Protocol:
         cuhk03=reader.choice("protocol.cuhk03", data["cuhk03"], CUHK03),
         cuhk03_boxes=reader.choice("protocol.cuhk03_boxes", data["cuhk03_boxes"], CUHK03_BOXES),
         notes=reader.text("protocol.notes", data.get("notes"), optional=True),
+        ap=(None if data.get("ap") is None
+            else reader.choice("protocol.ap", data["ap"], AP_DEFINITION_CHOICES)),
+        ap_note=reader.text("protocol.ap_note", data.get("ap_note"), optional=True),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from reid_core.metrics.rank import AP_DEFINITIONS
 from reid_core.results.paper_tables import PaperTable
 from reid_core.results.report.cell_values import finite, record_dataset
 from reid_core.results.report.comparison import Comparison, records_in_row_order
@@ -48,9 +49,37 @@ def header_lines(comp: Comparison) -> list[str]:
         f"- **Compute:** {_compute_text(records)}",
         f"- **Protocol (as published):** {_protocol_text(table)}",
     ]
+    if any(c.metric == "mAP" for c in table.columns) and records:
+        out.append(f"- **mAP's AP definition:** {counted(_ap_text(r) for r in records)}; "
+                   f"{_published_ap_text(table, records)}")
     if table.protocol.notes:
         out.append(f"- **Protocol notes:** {table.protocol.notes}")
     return out + [""]
+
+
+def _ap_mode(record: Mapping[str, Any]) -> str | None:
+    config = record.get("config")
+    section = config.get("eval") if isinstance(config, Mapping) else None
+    return section.get("ap_mode") if isinstance(section, Mapping) else None
+
+
+def _ap_text(record: Mapping[str, Any]) -> str:
+    """The run's ``eval.ap_mode`` and what it means."""
+    mode = _ap_mode(record)
+    if mode is None:
+        return "not recorded"
+    return f"`{mode}`: {AP_DEFINITIONS.get(mode, 'unknown definition')}"
+
+
+def _published_ap_text(table: PaperTable, records: Sequence[Mapping[str, Any]]) -> str:
+    """The published mAP's definition (``protocol.ap``), and whether the runs used another."""
+    ap, note = table.protocol.ap, table.protocol.ap_note
+    text = f"as published: **{ap}**" + (f" ({note})" if note else "")
+    modes = {_ap_mode(r) for r in records} - {None}
+    if ap in AP_DEFINITIONS and modes - {ap}:
+        text += (f". **Some runs used another definition than the paper's:** their mAP under "
+                 f"{ap} is in *mAP under both AP definitions* below, where recorded")
+    return text
 
 
 def _model_text(record: Mapping[str, Any]) -> str:

@@ -12,8 +12,9 @@ from typing import Any, Final
 
 import pandas as pd
 
+from reid_core.metrics.rank import AP_DEFINITIONS, AP_MODES
 from reid_core.results.identity import recipe_key
-from reid_core.results.report.cell_values import record_dataset
+from reid_core.results.report.cell_values import metric_value, record_dataset
 from reid_core.results.report.comparison import Comparison, gain_rows, rows_in_order
 from reid_core.results.report.markdown import (
     column_label, fmt_published, fmt_reproduced, fmt_signed, md_table)
@@ -60,6 +61,32 @@ def _layout_table(comp: Comparison) -> list[str]:
         cells.append(row_verdict(sub))
         lines.append(cells)
     return md_table(header, lines, right_from=2, right_to=len(header) - 1)
+
+
+def _ap_definitions(comp: Comparison) -> list[str]:
+    """mAP per row under both AP definitions (records evaluated since both are stored):
+    the table above uses each run's own ``eval.ap_mode``."""
+    if not any(c.metric == "mAP" for c in comp.table.columns):
+        return []
+    keys = [f"mAP_{mode}" for mode in AP_MODES]
+    lines = []
+    for row, _ in rows_in_order(comp):
+        records = [r for r in comp.selection.records if r.get("config_name") == row.config]
+        values = [[metric_value(r, k) for k in keys] for r in records]
+        values = [v for v in values if None not in v]
+        if not values:
+            continue
+        means = [sum(v[i] for v in values) / len(values) for i in range(len(keys))]
+        lines.append([row.name, *(f"{m:.2f}" for m in means), fmt_signed(means[1] - means[0]),
+                      str(len(values))])
+    if not lines:
+        return []
+    header = ["Row", *(f"mAP ({mode})" for mode in AP_MODES), "trapezoid − standard", "n"]
+    return ["## mAP under both AP definitions", "",
+            "From the same rankings (mean over the records of each row). The tables above use "
+            "each run's own definition (header: *mAP's AP definition*); "
+            + "; ".join(f"*{mode}* = {text}" for mode, text in AP_DEFINITIONS.items()) + ".",
+            "", *md_table(header, lines, right_from=1), ""]
 
 
 def _published_decimals(comp: Comparison) -> dict[tuple[str, str], int]:
@@ -280,6 +307,7 @@ def render_markdown(comp: Comparison, values_png: str, gains_png: str | None) ->
                 f"Each cell: published gain / reproduced gain "
                 f"[{comp.bootstrap.percent} confidence interval] and verdict.", ""]
         out += _gains_table(comp) + [""]
+    out += _ap_definitions(comp)
     out += _summary(comp)
     out += ["## Plots", "", f"![published vs reproduced]({values_png})", ""]
     if gains_png is not None:
