@@ -168,6 +168,3 @@ SAMPLERS: dict[str, Callable[..., _EpochSampler]] = {
     "identity_once": IdentityOnceSampler,
     "shuffle": ShuffleSampler,
 }
-
-#: Samplers whose batches hold P identities x K images (what a triplet term needs).
-IDENTITY_BATCH_SAMPLERS: frozenset[str] = frozenset({"pk", "identity_once"})

@@ -31,10 +31,9 @@ and right keypoints (:class:`RandomHorizontalFlip`). Keypoint conventions:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
-
-import math
 
 import torch
 from torch import Tensor
@@ -77,7 +76,7 @@ class RandomErasing(T.RandomErasing):
     (uniform in ``scale``), the rounding of h and w, the fit test (``h < H and w < W``) and the
     position (uniform over the valid corners) are the same in both. On 256 x 128 with ratio
     (0.3, 3.33), uniform sampling makes ~81% of the boxes tall (h > w) against ~59%
-    log-uniform (tests/test_transforms.py counts it), so Zhong's erases taller strips.
+    log-uniform (tests/test_erasing.py counts it), so Zhong's erases taller strips.
     Zhong's code draws from Python's ``random``; here both modes draw from torch's generator,
     which the suite seeds per worker and epoch.
 

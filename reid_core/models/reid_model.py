@@ -7,8 +7,10 @@ optional deep supervision of backbone stages.
                        -> head   -> ModelOutput(features={name: (B, D)}, train={...})
                        -> aux    -> train["aux_logits"] (deep supervision, training mode)
 
-State-dict keys: ``backbone.*`` (the trunk's own names, then ``backbone.stage_hooks.*``),
-``head.*``, ``aux.classifiers.<stage>.*``.
+State-dict keys: ``backbone.*`` (the trunk's own names, then ``backbone.stage_hooks.*``; with
+``model.attention.placement: residual`` the modules sit in the blocks instead, e.g.
+``backbone.layer1.0.bn3.gate.*`` next to ``backbone.layer1.0.bn3.norm.*``), ``head.*``,
+``aux.classifiers.<stage>.*``.
 """
 
 from __future__ import annotations
