@@ -461,3 +461,13 @@ def test_report_without_second_ap_has_no_such_section(real_report: Path) -> None
     header = text.split("- **mAP's AP definition:** ")[1].split("\n")[0]
     assert header.startswith("not recorded (")
     assert "another definition" not in header  # unknown is not "another"
+
+
+def test_parameter_counts_of_a_row_config_are_not_training_records_of_the_table(
+        tmp_path: Path) -> None:
+    count = {"kind": "measurement", "run_id": "rga_s-params751-abc", "config_name": "rga_s",
+             "config_hash": "abc", "seed": 0, "config": {"name": "rga_s"},
+             "dataset": {"name": "n/a", "classifier_classes": 751},
+             "measurements": {"params": 28_273_976}}
+    text = render_report("rga_table1", real_records() + [count], tmp_path).read_text()
+    assert "rga_s-params751-abc" not in text

@@ -30,6 +30,7 @@ from reid_core.data.names import (
     NO_DATASET, RECORD_DATASETS, column_of, is_smoke, record_dataset_names)
 from reid_core.results.identity import recipe_key
 from reid_core.results.paper_tables import PaperTable
+from reid_core.results.record_types import MEASUREMENT, record_kind
 from reid_core.results.report.cell_values import record_dataset, run_id_of
 
 __all__ = ["DATASET_TO_COLUMN", "PROFILES", "Selection", "select"]
@@ -97,6 +98,8 @@ def select(
     for record in records:
         if record.get("config_name") not in configs:
             continue
+        if table.rules.retrieval_metrics and record_kind(record) == MEASUREMENT:
+            continue  # a parameter count or cost of the same config: another table's record
         name = record_dataset(record)
         reason = _dataset_problem(name, dataset, datasets, any_column)
         if reason is not None:
