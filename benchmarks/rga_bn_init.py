@@ -1,20 +1,19 @@
 """Does torch 0.4.0's BatchNorm init matter? RGA Table 1's smoke rows with the attention
-modules' BN weights drawn U(0, 1) (``model.bn_weight_init: uniform``, RGA's code) next to the
-committed smoke runs with today's init (weights 1).
+modules' BN weights drawn U(0, 1) (``model.bn_weight_init: uniform``, RGA's code and the smoke
+profile) next to the same rows with today's init (weights 1).
 
 Usage::
 
     python benchmarks/rga_bn_init.py                       # 9 attention rows x seeds 0-2
     python benchmarks/rga_bn_init.py --rows rga_sc --seeds 0
 
-Trains each row of ``configs/papers/rga.yaml`` at the smoke profile with only
-``model.bn_weight_init`` changed (records in ``results/ablations/rga_bn_uniform/runs``;
-finished runs are skipped, interrupted ones resume), pairs each with the smoke record of the
-same row and seed in ``results/runs`` and writes, per row and metric, the paired difference
-(uniform − ones) with the report's interval (paired bootstrap over queries combined with a
-Student t over seeds, 95%; ``reid_core.results.report.uncertainty``) to
-``results/benchmarks/rga_bn_init.md`` (atomically). The baseline has no attention module, so it
-is not run.
+Trains each row of ``configs/papers/rga.yaml`` at the smoke profile with ``model.bn_weight_init``
+set to each of ``ones`` and ``uniform`` (records in ``results/runs``; finished runs are
+skipped, interrupted ones resume: the ``uniform`` runs are the smoke profile's own), pairs them
+by row and seed and writes, per row and metric, the paired difference (uniform − ones) with the
+report's interval (paired bootstrap over queries combined with a Student t over seeds, 95%;
+``reid_core.results.report.uncertainty``) to ``results/benchmarks/rga_bn_init.md``
+(atomically). The baseline has no attention module, so it is not run.
 """
 
 from __future__ import annotations
@@ -38,15 +37,15 @@ REPO = Path(__file__).resolve().parents[1]
 ROWS = ["rga_s", "rga_s_wo_rel", "rga_s_wo_ori", "rga_c", "rga_c_wo_rel", "rga_c_wo_ori",
         "rga_s_par_c", "rga_cs", "rga_sc"]
 METRICS = ("R1", "mAP")
+INITS = ("ones", "uniform")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", nargs="+", default=ROWS)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--out", type=Path, default=REPO / "results" / "ablations" / "rga_bn_uniform")
-    p.add_argument("--baseline-runs", type=Path, default=REPO / "results" / "runs",
-                   help="run records of the smoke profile (today's init)")
+    p.add_argument("--out", type=Path, default=REPO / "results",
+                   help="results root (runs/, checkpoints/)")
     p.add_argument("--report", type=Path,
                    default=REPO / "results" / "benchmarks" / "rga_bn_init.md")
     p.add_argument("--device", default="auto")
@@ -54,29 +53,32 @@ def main() -> int:
     console = Console()
 
     source, raw = load_paper_configs("rga")
-    for i, (cid, seed) in enumerate([(c, s) for c in args.rows for s in args.seeds], 1):
+    jobs = [(init, c, s) for init in INITS for c in args.rows for s in args.seeds]
+    hashes: dict[str, set[str]] = {init: set() for init in INITS}
+    for i, (init, cid, seed) in enumerate(jobs, 1):
         cfg = build_row_config(raw, source, cid, "smoke", seed)
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model,
-                                                                 bn_weight_init="uniform"))
-        console.rule(f"[{i}/{len(args.rows) * len(args.seeds)}] {cid} seed {seed}, "
-                     f"bn_weight_init uniform")
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, bn_weight_init=init))
+        hashes[init].add(cfg.config_hash())
+        console.rule(f"[{i}/{len(jobs)}] {cid} seed {seed}, bn_weight_init {init}")
         run_experiment(cfg, out=args.out, device=args.device, resume=True, console=console,
                        profile="smoke", note_fresh_start=False)
 
-    uniform = [r for r in load_records(args.out / "runs") if r.get("config_name") in args.rows]
-    ones = [r for r in records_of_profile("rga", load_records(args.baseline_runs), "smoke")
-            if r.get("config_name") in args.rows]
-    lines, table = _compare(args.rows, uniform, ones)
+    records = load_records(args.out / "runs")
+    by_init = {init: [r for r in records if r.get("config_hash") in hashes[init]]
+               for init in INITS}
+    lines, table = _compare(args.rows, by_init["uniform"], by_init["ones"])
     console.print(table)
     text = "\n".join([
         "# RGA smoke: torch 0.4.0's BatchNorm init (U(0, 1)) against today's (ones)",
         "",
         "Made by `python benchmarks/rga_bn_init.py`. Each RGA Table 1 row at the smoke profile",
         "(`configs/papers/rga.yaml`: ResNet-18 from the synthetic-pretrained trunk, 64 x 32,",
-        "4 epochs, synthetic-small) trained with `model.bn_weight_init: uniform` (every BN weight",
-        "of the attention modules drawn from U(0, 1), as under RGA's torch 0.4.0) and paired by",
-        "seed with the committed smoke record of the same row (weights 1). Δ = uniform − ones,",
-        "with the reports' 95% interval (paired bootstrap over queries and Student t over seeds).",
+        "4 epochs, synthetic-small) trained twice: with `model.bn_weight_init: uniform` (every BN",
+        "weight of the attention modules drawn from U(0, 1), as under RGA's torch 0.4.0: the",
+        "smoke profile's own runs) and with `ones` (today's PyTorch), paired by seed. Δ =",
+        "uniform − ones, with the reports' 95% interval (paired bootstrap over queries and",
+        "Student t over seeds). The baseline (no attention module) is the same under both:",
+        f"{_baseline_text(records, raw, source)}.",
         "",
         "| row | metric | ones (mean) | uniform (mean) | Δ | 95% interval | seeds | reading |",
         "| --- | --- | ---: | ---: | ---: | --- | ---: | --- |",
@@ -90,6 +92,16 @@ def main() -> int:
     atomic_write_text(args.report, text)
     console.print(f"report: {args.report}")
     return 0
+
+
+def _baseline_text(records, raw, source) -> str:
+    cfg = build_row_config(raw, source, "rga_baseline", "smoke", 0)
+    base = [r for r in records_of_profile("rga", records, "smoke")
+            if r.get("config_name") == "rga_baseline"]
+    if not base:
+        return f"not run yet (python reproduce/table1_rga.py --rows rga_baseline; {cfg.name})"
+    return (f"R1 {_mean(base, 'R1'):.1f}, mAP {_mean(base, 'mAP'):.1f} "
+            f"(mean of {len(base)} seed(s))")
 
 
 def _mean(records, metric: str) -> float:
