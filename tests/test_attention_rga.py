@@ -468,7 +468,7 @@ def test_ones_is_todays_default_bit_for_bit() -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("profile, init", [("paper", "uniform"), ("smoke", "ones"),
+@pytest.mark.parametrize("profile, init", [("paper", "uniform"), ("smoke", "uniform"),
                                            ("scratch", "ones")])
 def test_rga_profiles_bn_init(profile: str, init: str) -> None:
     from reid_core.app.reproduce import build_row_config, load_paper_configs

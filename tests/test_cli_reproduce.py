@@ -46,10 +46,11 @@ def test_a_table_that_trains_nothing_keeps_its_runner(tmp_path, capsys):
     """rga_table3 counts parameters (paper input size, whatever --profile says): one row here."""
     assert cli_main(["reproduce", "rga_table3", "--out", str(tmp_path), "--rows", "Baseline",
                      "--profile", "smoke"]) == 0
-    (path,) = (tmp_path / "runs").glob("rga_baseline-params-*.json")
+    (path,) = (tmp_path / "runs").glob("rga_baseline-params751-*.json")
     record = json.loads(path.read_text())
     assert record["kind"] == "measurement" and record["profile"] == "paper"
-    assert record["measurements"]["params"] == pytest.approx(25.08e6, rel=1e-3)
+    assert record["dataset"]["classifier_classes"] == 751  # Market-1501's (RGA Table 3)
+    assert record["measurements"]["params"] == 25_050_176
     assert (tmp_path / "reports" / "rga_table3.md").is_file()
 
 

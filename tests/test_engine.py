@@ -105,7 +105,9 @@ def test_record_contents_skip_and_force(tmp_path, synthetic_cache):
     assert on_disk["peak_memory"]["host_rss_peak_mb"] > 0
     for feat in ("after_bn", "before_bn"):
         vals = on_disk["final"][feat]
-        assert set(vals) == {"R1", "R5", "mAP", "mINP", "CMC", "per_query"}
+        assert set(vals) == {"R1", "R5", "mAP", "mINP", "CMC", "per_query", "mAP_standard",
+                             "mAP_trapezoid"}
+        assert vals["mAP"] == vals[f"mAP_{cfg.eval.ap_mode}"]  # the other AP definition too
         assert len(vals["CMC"]) == 50
         per_query = vals["per_query"]  # for the report's paired bootstrap over queries
         assert per_query["queries"] == on_disk["dataset"]["splits"]["query"]["images"]
