@@ -228,7 +228,7 @@ def test_densenet_imagenet_through_the_weights_api(monkeypatch):
 
 
 def test_heads_declare_what_they_produce():
-    assert HEADS.names() == ["bnneck", "pcb", "pcb_rpp"]
+    assert HEADS.names() == ["bnneck", "pcb", "pcb_rpp", "sag"]
     for name in HEADS.names():
         head = HEADS.get(name).head
         assert set(head.feature_names) <= set(declared_features()), name

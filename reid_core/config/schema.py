@@ -51,6 +51,9 @@ class DataConfig:
     #: ``torchvision`` = log-uniform aspect ratio, 10 tries; ``zhong`` = Zhong et al.'s code,
     #: which RGA and BoT use: uniform aspect ratio in [0.3, 3.33], 100 tries.
     erasing_mode: Literal["torchvision", "zhong"] = field(default="torchvision", metadata=ADDED)
+    #: Resampling of every resize (train and test): torchvision's default ``bilinear``, or
+    #: ``bicubic`` (PIL's mode 3, which SAG's and layumi's code use).
+    interpolation: Literal["bilinear", "bicubic"] = field(default="bilinear", metadata=ADDED)
     #: What an epoch is (``reid_core.data.sampler.SAMPLERS``): ``pk`` = BoT's P x K sampler
     #: (every image about once); ``identity_once`` = open-reid's / RGA's (every identity once,
     #: K images: half as many batches at 8 images per id); ``shuffle`` = all images in random

@@ -152,10 +152,17 @@ def _erasing(cfg: DataConfig) -> list[T.Transform]:
                           value=value, mode=cfg.erasing_mode)]
 
 
+def _resize(cfg: DataConfig, size: tuple[int, int] | None = None) -> T.Resize:
+    """Resize to ``size`` (default: the input size) with ``data.interpolation``."""
+    mode = T.InterpolationMode.BICUBIC if cfg.interpolation == "bicubic" else \
+        T.InterpolationMode.BILINEAR
+    return T.Resize(size or (cfg.height, cfg.width), interpolation=mode)
+
+
 def bot_train(cfg: DataConfig) -> T.Compose:
     size = (cfg.height, cfg.width)
     return T.Compose([
-        T.Resize(size), RandomHorizontalFlip(cfg.flip_p),
+        _resize(cfg), RandomHorizontalFlip(cfg.flip_p),
         T.Pad(cfg.pad), T.RandomCrop(size),
         *_to_normalised_tensor(), *_erasing(cfg),
     ])
@@ -165,20 +172,21 @@ def rga_train(cfg: DataConfig) -> T.Compose:
     size = (cfg.height, cfg.width)
     big = (round(cfg.height * 1.125), round(cfg.width * 1.125))
     translate = T.RandomChoice(
-        [T.Resize(size), T.Compose([T.Resize(big), T.RandomCrop(size)])], p=[0.5, 0.5])
+        [_resize(cfg), T.Compose([_resize(cfg, big), T.RandomCrop(size)])], p=[0.5, 0.5])
     return T.Compose([translate, RandomHorizontalFlip(cfg.flip_p),
                       *_to_normalised_tensor(), *_erasing(cfg)])
 
 
 def pcb_train(cfg: DataConfig) -> T.Compose:
     """PCB (Sun et al. 2018, official code; the CSA paper's "random horizontal flip"):
-    resize -> flip -> normalise (-> erasing only if ``erasing_p`` > 0; PCB's configs set 0)."""
-    return T.Compose([T.Resize((cfg.height, cfg.width)), RandomHorizontalFlip(cfg.flip_p),
+    resize -> flip -> normalise (-> erasing only if ``erasing_p`` > 0; PCB's configs set 0).
+    Also SAG's ``train.py`` recipe (bicubic resize, erasing p 0.8, fill 0)."""
+    return T.Compose([_resize(cfg), RandomHorizontalFlip(cfg.flip_p),
                       *_to_normalised_tensor(), *_erasing(cfg)])
 
 
 def plain(cfg: DataConfig) -> T.Compose:
-    return T.Compose([T.Resize((cfg.height, cfg.width)), *_to_normalised_tensor()])
+    return T.Compose([_resize(cfg), *_to_normalised_tensor()])
 
 
 #: ``data.augment`` -> the recipe's builder; a new recipe registers itself here.

@@ -62,8 +62,7 @@ class ReIDModel(nn.Module):
 
     def forward(self, x: torch.Tensor | Mapping[str, Any]) -> ModelOutput:
         img = x[IMG] if isinstance(x, Mapping) else x
-        stages = self.backbone.forward_stages(img)
-        out = self.head(stages)
+        stages, out = self.head.run(self.backbone, img)
         if self.training and self.aux is not None:
             out.train[AUX_LOGITS] = self.aux(stages)
         return out
@@ -79,9 +78,9 @@ class ReIDModel(nn.Module):
         head says so (:attr:`Head.backbone_includes_hooks`: BNNeck yes, PCB no, as each model
         always did). Head and deep-supervision classifiers are never included.
         """
-        if self.head.backbone_includes_hooks:
-            return list(self.backbone.parameters())
-        return self.backbone.trunk_parameters()
+        trunk = (list(self.backbone.parameters()) if self.head.backbone_includes_hooks
+                 else self.backbone.trunk_parameters())
+        return trunk + self.head.backbone_group_parameters()
 
     def upgrade_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``state`` with the keys of older checkpoints renamed to this model's

@@ -115,11 +115,15 @@ class Backbone(nn.Module):
         x = self.forward_stem(x)
         outputs = {}
         for name in self.stage_names:
-            x = self.forward_stage(name, x)
-            if name in self.stage_hooks:
-                x = self.stage_hooks[name](x)
+            x = self.forward_hooked_stage(name, x)
             outputs[name] = x
         return outputs
+
+    def forward_hooked_stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Stage ``name`` and its hook (if any): what :meth:`forward_stages` runs per stage,
+        for heads that drive the stages themselves (SAG's two passes)."""
+        x = self.forward_stage(name, x)
+        return self.stage_hooks[name](x) if name in self.stage_hooks else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> the last stage's output (B, C, H / stride, W / stride)."""

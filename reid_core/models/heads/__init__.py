@@ -17,7 +17,7 @@ from reid_core.models.heads.base import (
 )
 
 # Importing the head modules registers them.
-from reid_core.models.heads import bnneck, pcb  # noqa: E402,F401
+from reid_core.models.heads import bnneck, pcb, sag  # noqa: E402,F401
 from reid_core.models.heads.bnneck import BNNeck, BNNeckOptions  # noqa: E402
 from reid_core.models.heads.pcb import PCBHead, PCBOptions, PCBRPPHead, PCBRPPOptions  # noqa: E402
 

@@ -68,6 +68,17 @@ class Head(nn.Module):
         """
         raise NotImplementedError
 
+    def run(self, backbone: Backbone, img: torch.Tensor
+            ) -> tuple[dict[str, torch.Tensor], ModelOutput]:
+        """The backbone pass(es) and this head on an image batch: (the stage outputs, which
+        deep supervision reads, and the output). One pass here; SAG runs two resolutions."""
+        stages = backbone.forward_stages(img)
+        return stages, self(stages)
+
+    def backbone_group_parameters(self) -> list[nn.Parameter]:
+        """Head parameters that train with the trunk (``optim.backbone_lr_mult``); none here."""
+        return []
+
     def forward(self, stages: Mapping[str, torch.Tensor]) -> ModelOutput:
         raise NotImplementedError
 
@@ -136,8 +147,12 @@ def head_feature_names(name: str) -> tuple[str, ...]:
 
 
 def option(default: Any = dataclasses.MISSING, *, expected: str) -> Any:
-    """A field of a head's options dataclass: its default (none: the option is required) and
-    what it expects, in words, for error messages (``"a positive integer (official: 6)"``)."""
+    """A field of a head's options dataclass: its default (none: the option is required; a
+    list is copied for each instance) and what it expects, in words, for error messages
+    (``"a positive integer (official: 6)"``)."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default),
+                                 metadata={"expected": expected})
     return dataclasses.field(default=default, metadata={"expected": expected})
 
 
