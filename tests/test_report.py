@@ -471,3 +471,27 @@ def test_parameter_counts_of_a_row_config_are_not_training_records_of_the_table(
              "measurements": {"params": 28_273_976}}
     text = render_report("rga_table1", real_records() + [count], tmp_path).read_text()
     assert "rga_s-params751-abc" not in text
+
+
+def test_multi_query_columns_take_only_multi_query_runs() -> None:
+    single = record("sag_d4", 0, "market1501", R1=90.0, mAP=74.0)
+    frame = build_comparison("sag_table3", [single], profile="paper")
+    cells = frame[frame["row"] == "SAG"]
+    assert list(cells["n"]) == [1, 1, 0, 0]  # single-query columns filled, multi-query not
+    multi = record("sag_d4", 1, "market1501", R1=93.0, mAP=80.0)
+    multi["config"]["eval"] = {"query_mode": "multi_mean"}
+    frame = build_comparison("sag_table3", [multi], profile="paper")
+    cells = frame[frame["row"] == "SAG"]
+    assert list(cells["n"]) == [0, 0, 1, 1]
+    assert list(cells["reproduced"])[2:] == [93.0, 80.0]
+
+
+def test_a_mixed_query_table_must_say_each_columns_query(tmp_path: Path) -> None:
+    import yaml
+
+    from reid_core.results.paper_tables import PAPER_TABLES_DIR, PaperTableError, load_table
+    data = yaml.safe_load((PAPER_TABLES_DIR / "sag_table3.yaml").read_text())
+    del data["columns"][2]["query"]
+    (tmp_path / "sag_table3.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(PaperTableError, match=r"columns\[2\]\.query"):
+        load_table("sag_table3", tmp_path)

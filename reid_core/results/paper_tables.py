@@ -75,7 +75,9 @@ PROTOCOL_OPTIONAL: Final[tuple[str, ...]] = ("notes", "ap", "ap_note")
 #: ``protocol.ap``: an AP definition of the metric functions, or not known.
 AP_DEFINITION_CHOICES: Final[tuple[str, ...]] = (*AP_MODES, "unknown")
 COLUMN_REQUIRED: Final[tuple[str, ...]] = ("dataset", "metric")
-COLUMN_OPTIONAL: Final[tuple[str, ...]] = ("unit", "note")
+COLUMN_OPTIONAL: Final[tuple[str, ...]] = ("unit", "note", "query")
+#: ``columns[i].query``: what a column's queries are.
+COLUMN_QUERY: Final[tuple[str, ...]] = ("single", "multi")
 ROW_REQUIRED: Final[tuple[str, ...]] = ("name", "reference_only", "config", "values")
 ROW_OPTIONAL: Final[tuple[str, ...]] = ("group", "note")
 CELL_REQUIRED: Final[tuple[str, ...]] = ("value", "flag")
@@ -129,6 +131,9 @@ class Column:
     metric: str
     unit: str | None = None
     note: str | None = None
+    #: ``single`` / ``multi`` query (Market-1501 multi-query); required in a table whose
+    #: ``protocol.query`` is ``mixed``, else the protocol's (:meth:`PaperTable.column_query`).
+    query: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,13 @@ class PaperTable:
     def shape(self) -> tuple[int, int]:
         """(number of rows, number of columns)."""
         return len(self.rows), len(self.columns)
+
+    def column_query(self, column: Column) -> str | None:
+        """``single`` / ``multi``: the column's own, else the protocol's; None when the
+        protocol has no queries (``n/a``)."""
+        if column.query is not None:
+            return column.query
+        return self.protocol.query if self.protocol.query in COLUMN_QUERY else None
 
     def row(self, name: str) -> Row:
         """The row named ``name`` (KeyError if absent)."""
@@ -368,6 +380,11 @@ def _parse_table(reader: _Reader, data: dict[str, Any]) -> PaperTable:
     if baseline is not None and baseline not in {row.name for row in rows}:
         raise reader.fail("baseline_row", f"{baseline!r} is not the name of a row")
     protocol = _parse_protocol(reader, data["protocol"])
+    if protocol.query == "mixed" and kind_rules(kind).retrieval_metrics:
+        for i, column in enumerate(columns):
+            if column.query is None:
+                raise reader.fail(f"columns[{i}].query", "the protocol's query is 'mixed': say "
+                                                         "whether this column is single or multi")
     if protocol.ap is None and any(c.metric == "mAP" for c in columns):
         raise reader.fail("protocol.ap", f"a table with an mAP column must say which AP "
                                          f"definition it used: one of "
@@ -440,7 +457,9 @@ def _parse_column(reader: _Reader, field: str, data: object, kind: str) -> Colum
         if unit is None:
             raise reader.fail(f"{field}.unit", f"data column {metric!r} needs a unit")
     note = reader.text(f"{field}.note", data.get("note"), optional=True)
-    return Column(dataset=dataset, metric=metric, unit=unit, note=note)
+    query = (None if data.get("query") is None
+             else reader.choice(f"{field}.query", data["query"], COLUMN_QUERY))
+    return Column(dataset=dataset, metric=metric, unit=unit, note=note, query=query)
 
 
 def _parse_rows(

@@ -106,6 +106,9 @@ def _cell_stats(
             continue
         if column.dataset != NO_DATASET and selection.column_dataset(record) != column.dataset:
             continue
+        query = table.column_query(column)
+        if table.rules.retrieval_metrics and query is not None and _query(record) != query:
+            continue  # a single-query run does not fill a multi-query column, nor the reverse
         if table.rules.retrieval_metrics:
             value = metric_value(record, column.metric)
         else:
@@ -116,6 +119,15 @@ def _cell_stats(
             sources.append(record_dataset(record))
             used.append(record)
     return CellStats.of(values, sources, used)
+
+
+def _query(record: Mapping[str, Any]) -> str:
+    """``multi`` for a run evaluated with a multi-query mode (``eval.query_mode``), else
+    ``single``."""
+    config = record.get("config")
+    section = config.get("eval") if isinstance(config, Mapping) else None
+    mode = section.get("query_mode") if isinstance(section, Mapping) else None
+    return "multi" if isinstance(mode, str) and mode.startswith("multi") else "single"
 
 
 def compare(
