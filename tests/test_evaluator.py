@@ -84,16 +84,39 @@ def test_rerank_uses_the_eval_distance_as_base(setup):
     assert got["mAP"] == pytest.approx(100 * m.mAP, abs=1e-3)
 
 
-def test_cuhk03_classic_protocol_is_seeded_cmc_without_map(setup):
+def test_cuhk03_classic_protocol_is_seeded_cmc_and_sampled_gallery_map(setup):
     data, model = setup
     ev = _evaluator(data, protocol="cuhk03_classic")
     got = ev(model)["after_bn"]
-    assert "mAP" not in got and "mINP" not in got
+    assert "mINP" not in got
     q, g, qp, gp, qc, gc = _by_hand(data, model, ev)
-    cmc = evaluate_cuhk03_classic(compute_distance_matrix(q, g, "euclidean"), qp, gp, qc, gc,
-                                  max_rank=50, seed=3)
+    dist = compute_distance_matrix(q, g, "euclidean")
+    cmc = evaluate_cuhk03_classic(dist, qp, gp, qc, gc, max_rank=50, seed=3)
     assert got["R1"] == pytest.approx(100 * cmc[0], abs=1e-3)
     assert got == ev(model)["after_bn"]  # same seed, same sampling
+    # The mAP by hand: every (query, repeat) gallery, drawn as the module docstring says,
+    # holds one true match at rank r: AP 1/r (standard), 1 or 1/(2r) (trapezoid).
+    dist = np.asarray(dist)
+    ids = np.unique(gp)
+    u = np.random.default_rng(3).random((len(qp), 10, len(ids)))
+    aps = {"standard": [], "trapezoid": []}
+    for i in range(len(qp)):
+        for rep in range(10):
+            picks = []
+            for j, pid in enumerate(ids):
+                pool = [k for k in range(len(gp)) if gp[k] == pid
+                        and not (pid == qp[i] and gc[k] == qc[i])]
+                if pool:
+                    picks.append(pool[int(u[i, rep, j] * len(pool))])
+            if not any(gp[k] == qp[i] for k in picks):
+                break  # no image of its own identity left: a skipped query
+            order = sorted(picks, key=lambda k: (dist[i, k], k))
+            r = 1 + [gp[k] for k in order].index(qp[i])
+            aps["standard"].append(1 / r)
+            aps["trapezoid"].append(1.0 if r == 1 else 0.5 / r)
+    for mode, values in aps.items():
+        assert got[f"mAP_{mode}"] == pytest.approx(100 * np.mean(values), abs=1e-3)
+    assert got["mAP"] == got["mAP_standard"]  # this evaluator's ap_mode
 
 
 def test_unknown_protocol(setup):

@@ -186,6 +186,8 @@ class EvalConfig:
     rerank_k1: int = field(default=20, metadata=ADDED)
     rerank_k2: int = field(default=6, metadata=ADDED)
     rerank_lambda: float = field(default=0.3, metadata=ADDED)
+    #: Classic CUHK03: single-shot gallery samplings per query (torchreid 10, SAG's code 100).
+    cuhk03_repeats: int = field(default=10, metadata=ADDED)
 
 
 @dataclass

@@ -35,6 +35,13 @@ Differences from torchreid, none of which changes the expected value:
   (torchreid's per-query curves would have different lengths there).
 
 No junk or distractor ids: every gallery pid is an identity (CUHK03 has neither).
+
+**mAP** (:func:`evaluate_cuhk03_classic_metrics`), as SAG's code computes it on this protocol
+(``eval_cuhk03.py``): the AP of each sampled gallery, averaged over repeats and queries. A
+sampled gallery holds one true match, at rank r, so its AP is 1/r under the ``standard``
+definition and, under ``trapezoid`` (Market MATLAB / layumi ``compute_mAP``), 1 at r = 1 and
+(0 + 1/r) / 2 below (the precision one rank above the only hit is 0). Both can exceed R1.
+Torchreid reports no mAP here.
 """
 
 from __future__ import annotations
@@ -51,6 +58,15 @@ DEFAULT_REPEATS = 10  # torchreid / open-reid; SAG uses 100
 DEFAULT_CHUNK_SIZE = 256
 
 
+@dataclass(frozen=True)
+class ClassicMetrics:
+    """Result of :func:`evaluate_cuhk03_classic_metrics`: the CMC and the mAP under each AP
+    definition (fractions in [0, 1])."""
+
+    cmc: np.ndarray
+    mAP_by_mode: dict[str, float]
+
+
 def evaluate_cuhk03_classic(
     distmat: Any,
     q_pids: Any,
@@ -62,7 +78,24 @@ def evaluate_cuhk03_classic(
     seed: int = 0,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> np.ndarray:
-    """Single-shot CMC of the classic CUHK03 protocol (see the module docstring).
+    """Single-shot CMC of the classic CUHK03 protocol (see the module docstring); the ``cmc``
+    of :func:`evaluate_cuhk03_classic_metrics`, which documents the arguments."""
+    return evaluate_cuhk03_classic_metrics(distmat, q_pids, g_pids, q_camids, g_camids,
+                                           max_rank, repeats, seed, chunk_size).cmc
+
+
+def evaluate_cuhk03_classic_metrics(
+    distmat: Any,
+    q_pids: Any,
+    g_pids: Any,
+    q_camids: Any,
+    g_camids: Any,
+    max_rank: int = 50,
+    repeats: int = DEFAULT_REPEATS,
+    seed: int = 0,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> ClassicMetrics:
+    """Single-shot CMC and mAP of the classic CUHK03 protocol (see the module docstring).
 
     Args:
         distmat: (num_query, num_gallery) distances, smaller = more similar (numpy array or
@@ -76,8 +109,9 @@ def evaluate_cuhk03_classic(
             ``chunk_size * repeats * num_gallery_ids * 33`` bytes. Results do not depend on it.
 
     Returns:
-        float64 array of shape (max_rank,): ``cmc[k]`` = fraction of (valid query, repeat)
-        pairs whose sampled true match is within the top ``k + 1``.
+        :class:`ClassicMetrics`: ``cmc``, float64 of shape (max_rank,), ``cmc[k]`` = fraction
+        of (valid query, repeat) pairs whose sampled true match is within the top ``k + 1``;
+        ``mAP_by_mode``, the mean AP of those pairs under each definition.
 
     Raises:
         ValueError: mismatched shapes, non-integer ids, NaN distances, bad ``max_rank`` /
@@ -128,7 +162,14 @@ def evaluate_cuhk03_classic(
     if num_valid == 0:
         raise ValueError(f"no valid query: none of the {num_q} queries has an image of its "
                          f"identity from another camera in the gallery")
-    return np.cumsum(hist[1 : max_rank + 1]) / (num_valid * repeats)
+    pairs = num_valid * repeats
+    # The AP of a sampled gallery depends only on the rank of its one true match.
+    r = np.arange(len(hist), dtype=np.float64)
+    r[0] = 1.0  # rank 0 never occurs (hist[0] == 0)
+    ap = {"standard": 1.0 / r, "trapezoid": np.where(r == 1, 1.0, 0.5 / r)}
+    return ClassicMetrics(cmc=np.cumsum(hist[1 : max_rank + 1]) / pairs,
+                          mAP_by_mode={mode: float((hist * v).sum() / pairs)
+                                       for mode, v in ap.items()})
 
 
 def _chunk_ranks(

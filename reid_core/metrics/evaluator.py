@@ -36,7 +36,7 @@ from reid_core.data.base import ImageItem
 from reid_core.data.image_dataset import ImageDataset, cache_decoded
 from reid_core.data.transforms import build_test_transform
 from reid_core.engine.features import extract_features
-from reid_core.metrics.cuhk03_classic import evaluate_cuhk03_classic
+from reid_core.metrics.cuhk03_classic import evaluate_cuhk03_classic_metrics
 from reid_core.metrics.distance import compute_distance_matrix
 from reid_core.metrics.multi_query import MultiQueryError, pool_multi_query
 from reid_core.metrics.rank import RankMetrics, evaluate_rank_metrics
@@ -92,7 +92,8 @@ class RetrievalEvaluator:
     in **percent**, one entry per feature in ``eval_cfg.features`` (names the model's head
     declares: BNNeck ``before_bn`` / ``after_bn``, PCB ``parts_pooled`` / ``parts_reduced``).
     ``CMC`` is the curve at ranks 1..50. Under the CUHK03 classic protocol
-    there is no mAP / mINP. ``evaluator(model, per_query=True)`` adds ``"per_query"``
+    the mAP is the mean AP of the sampled single-shot galleries (SAG's code;
+    ``eval.cuhk03_repeats`` samplings) and there is no mINP. ``evaluator(model, per_query=True)`` adds ``"per_query"``
     (:func:`per_query_results`) to each feature under the ``market`` protocol (not under CUHK03
     classic, whose CMC averages sampled galleries per query); the metric values are the same
     either way. The final evaluation of a run asks for it, evaluations during training do not
@@ -193,9 +194,15 @@ class RetrievalEvaluator:
         out: dict[str, dict[str, Any]] = {}
         for name, dist in dists.items():
             if self.protocol == "cuhk03_classic":
-                cmc = evaluate_cuhk03_classic(dist, q_pids, g_pids, q_cams, g_cams,
-                                              max_rank=max_rank, seed=self.seed)
-                extra: dict[str, Any] = {}
+                c = evaluate_cuhk03_classic_metrics(dist, q_pids, g_pids, q_cams, g_cams,
+                                                    max_rank=max_rank,
+                                                    repeats=self.cfg.cuhk03_repeats,
+                                                    seed=self.seed)
+                cmc = c.cmc
+                # The mean AP of the sampled galleries (SAG's code; torchreid reports none).
+                extra: dict[str, Any] = {
+                    "mAP": round(100 * c.mAP_by_mode[self.cfg.ap_mode], 4),
+                    **{f"mAP_{mode}": round(100 * v, 4) for mode, v in c.mAP_by_mode.items()}}
                 queries = None
             else:
                 m = evaluate_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams,
