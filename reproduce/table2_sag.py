@@ -1,6 +1,7 @@
 """SAG (Ainam et al.) Table 2: dataset statistics. Prints the paper's counts next to the
 suite's own counts of your copies of Market-1501, CUHK03 (classic, detected) and DukeMTMC-reID,
-and of the synthetic set the smoke runs use. Nothing is trained.
+and of the synthetic set the smoke runs use (reid_core/app/dataset_stats.py). Nothing is
+trained.
 
     python reproduce/table2_sag.py                          # the synthetic set only
     python reproduce/table2_sag.py --data-root ~/datasets   # and your copies
@@ -8,7 +9,7 @@ and of the synthetic set the smoke runs use. Nothing is trained.
 
 import sys
 
-from reid_core.app.dataset_stats import main
+from reid_core.cli.reproduce import reproduce_table
 
 if __name__ == "__main__":
-    sys.exit(main("sag_table2"))
+    sys.exit(reproduce_table("sag_table2"))

@@ -478,12 +478,19 @@ def test_multi_query_columns_take_only_multi_query_runs() -> None:
     frame = build_comparison("sag_table3", [single], profile="paper")
     cells = frame[frame["row"] == "SAG"]
     assert list(cells["n"]) == [1, 1, 0, 0]  # single-query columns filled, multi-query not
-    multi = record("sag_d4", 1, "market1501", R1=93.0, mAP=80.0)
-    multi["config"]["eval"] = {"query_mode": "multi_mean"}
-    frame = build_comparison("sag_table3", [multi], profile="paper")
+    # The multi-query evaluation of that run (python -m reid_core evaluate ... --multi) fills
+    # the multi-query columns; one of a run the report does not use is ignored.
+    def evaluation(run: dict, r1: float, ap: float) -> dict:
+        return {"kind": "evaluation", "run_id": run["run_id"], "config_name": run["config_name"],
+                "seed": run["seed"], "dataset": {"name": "market1501"}, "attempt": None,
+                "eval": {"query_mode": "multi_mean", "rerank": False},
+                "final": {"after_bn": {"R1": r1, "mAP": ap}, "before_bn": {"R1": 0.0}}}
+    other = record("sag_d4", 7, "msmt17v2", R1=1.0, mAP=1.0)
+    records = [single, evaluation(single, 93.0, 80.0), evaluation(other, 50.0, 50.0)]
+    frame = build_comparison("sag_table3", records, profile="paper")
     cells = frame[frame["row"] == "SAG"]
-    assert list(cells["n"]) == [0, 0, 1, 1]
-    assert list(cells["reproduced"])[2:] == [93.0, 80.0]
+    assert list(cells["n"]) == [1, 1, 1, 1]
+    assert list(cells["reproduced"]) == [90.0, 74.0, 93.0, 80.0]
 
 
 def test_a_mixed_query_table_must_say_each_columns_query(tmp_path: Path) -> None:

@@ -85,6 +85,10 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
     ``prog`` names the command in ``--help`` and usage errors (see :func:`build_parser`)."""
     console = Console()
     table = load_table(table_id)
+    if table.kind == "data" and run_row is None:  # dataset statistics: counted, not trained
+        from reid_core.app.dataset_stats import main as count_datasets
+
+        return count_datasets(table_id, argv, prog=prog)
     args = build_parser(table_id, f"{table.paper} Table {table.table}: {table.caption}",
                         prog).parse_args(argv)
     kind = table_kind(table)
@@ -129,9 +133,17 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
     # The report covers every record in <out>/runs (earlier invocations, e.g. other seeds, too);
     # the report itself picks the table's configs and sets aside superseded recipes.
     store = RunStore(Path(args.out))
+    try:
+        _multi_query_evaluations(table, done, store, args, console)
+    except (*USER_ERRORS, KeyboardInterrupt) as e:
+        console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,
+                      soft_wrap=True)
+        return 130 if isinstance(e, KeyboardInterrupt) else 2
     records = load_records(store.runs_dir) if store.runs_dir.is_dir() else []
     known = {r["run_id"] for r in records}
     records += [r for r in done if r["run_id"] not in known]
+    if store.evaluations_dir.is_dir():
+        records += load_records(store.evaluations_dir)
     try:
         path = (render_for_reproduce(table, records, store.reports_dir, args.profile)
                 if report is None else report(table_id, records, store.reports_dir))
@@ -143,6 +155,34 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
     console.print(_summary(table_id, done, time.perf_counter() - t0))
     console.print(f"report: {path}")
     return 0
+
+
+#: Market-1501 multi-query as SAG's code pools it: the mean feature of the query's ``gt_bbox``
+#: images of the same identity and camera (``eval.query_mode``).
+MULTI_QUERY_MODE = "multi_mean"
+
+
+def _multi_query_evaluations(table: PaperTable, runs: list[dict[str, Any]], store: RunStore,
+                             args: argparse.Namespace, console: Console) -> None:
+    """For a table with multi-query columns: evaluate each finished run of this invocation
+    with :data:`MULTI_QUERY_MODE` on its own dataset (an ``evaluation`` record beside it;
+    one that exists is kept)."""
+    if not any(table.column_query(c) == "multi" for c in table.columns):
+        return
+    from reid_core.app.cross_eval import evaluate_run_on
+
+    for record in runs:
+        if "final" not in record:  # a measurement, not a trained run
+            continue
+        dataset = record["dataset"]["name"]
+        path = store.evaluation_path(record["run_id"], dataset, [MULTI_QUERY_MODE] + (
+            ["rerank"] if (record.get("config") or {}).get("eval", {}).get("rerank") else []))
+        if path.is_file():
+            continue
+        console.rule(f"{record['run_id']}: multi-query evaluation ({MULTI_QUERY_MODE})")
+        evaluate_run_on(record["run_id"], dataset, data_root=args.data_root,
+                        runs_dir=store.runs_dir, query_mode=MULTI_QUERY_MODE,
+                        device=args.device, console=console)
 
 
 def _summary(table_id: str, records: list[dict[str, Any]], seconds: float) -> Table:

@@ -41,7 +41,7 @@ from reid_core.results.record_types import MeasurementRecord
 from reid_core.results.records import software_versions, utc_now
 from reid_core.results.report import (
     Environment, compare, cost_environment, render_cost_report, row_summary, write_report)
-from reid_core.results.store import RunStore, load_records
+from reid_core.results.store import EVALUATIONS, RunStore, load_records
 from reid_core.utils.registry import Registry
 
 __all__ = [
@@ -258,6 +258,10 @@ def render_table_report(table_id: str, runs_dir: str | Path, out_dir: str | Path
     with warnings.catch_warnings(record=True) as skipped:  # unreadable records: one note each
         warnings.simplefilter("always", UserWarning)
         records = load_records(Path(runs_dir))
+        # Evaluations of those runs (multi-query, ...) live beside them (RunStore).
+        evaluations = Path(runs_dir).parent / EVALUATIONS
+        if evaluations.is_dir():
+            records += load_records(evaluations)
     for w in skipped:
         console.print(f"[yellow]note[/]: {escape(str(w.message))}", highlight=False,
                       soft_wrap=True)

@@ -101,13 +101,16 @@ def _cell_stats(
     values: list[float] = []
     sources: list[str] = []
     used: list[Mapping[str, Any]] = []
-    for record in selection.records:
+    query = table.column_query(column) if table.rules.retrieval_metrics else None
+    # A multi-query column takes the multi-query evaluations of the row's runs; every other
+    # column the runs themselves (whose own query mode must fit the column).
+    candidates = selection.evaluations if query == "multi" else selection.records
+    for record in candidates:
         if row.config is None or record.get("config_name") != row.config:
             continue
         if column.dataset != NO_DATASET and selection.column_dataset(record) != column.dataset:
             continue
-        query = table.column_query(column)
-        if table.rules.retrieval_metrics and query is not None and _query(record) != query:
+        if query is not None and _query(record) != query:
             continue  # a single-query run does not fill a multi-query column, nor the reverse
         if table.rules.retrieval_metrics:
             value = metric_value(record, column.metric)
@@ -122,10 +125,10 @@ def _cell_stats(
 
 
 def _query(record: Mapping[str, Any]) -> str:
-    """``multi`` for a run evaluated with a multi-query mode (``eval.query_mode``), else
-    ``single``."""
+    """``multi`` for a run (or an evaluation record) evaluated with a multi-query mode
+    (``eval.query_mode``), else ``single``."""
     config = record.get("config")
-    section = config.get("eval") if isinstance(config, Mapping) else None
+    section = config.get("eval") if isinstance(config, Mapping) else record.get("eval")
     mode = section.get("query_mode") if isinstance(section, Mapping) else None
     return "multi" if isinstance(mode, str) and mode.startswith("multi") else "single"
 

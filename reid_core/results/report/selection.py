@@ -30,7 +30,7 @@ from reid_core.data.names import (
     NO_DATASET, RECORD_DATASETS, column_of, is_smoke, record_dataset_names)
 from reid_core.results.identity import recipe_key
 from reid_core.results.paper_tables import PaperTable
-from reid_core.results.record_types import MEASUREMENT, record_kind
+from reid_core.results.record_types import EVALUATION, MEASUREMENT, record_kind
 from reid_core.results.report.cell_values import record_dataset, run_id_of
 
 __all__ = ["DATASET_TO_COLUMN", "PROFILES", "Selection", "select"]
@@ -62,6 +62,9 @@ class Selection:
     available: dict[str, tuple[int, str]] = field(default_factory=dict)
     #: Records given in all (of any config).
     n_given: int = 0
+    #: Evaluation records (``python -m reid_core evaluate``: e.g. multi-query) of the selected
+    #: runs, which fill the columns their settings fit (multi-query columns).
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
 
     def column_dataset(self, record: Mapping[str, Any]) -> str | None:
         """The published dataset whose columns ``record`` fills."""
@@ -90,6 +93,9 @@ def select(
         raise ValueError(f"{table.table_id} has no {compare_to!r} columns; "
                          f"--compare-to must be one of: {', '.join(datasets) or '(none)'}")
     configs = {row.config for row in table.rows if row.config is not None}
+    evaluations = [dict(r) for r in records if record_kind(r) == EVALUATION
+                   and r.get("config_name") in configs]
+    records = [r for r in records if record_kind(r) != EVALUATION]
     wanted_profile = profile
     ignored: list[tuple[str, str]] = []
     smoke: list[dict[str, Any]] = []
@@ -115,7 +121,8 @@ def select(
     if profile == "paper":
         ignored += [(run_id_of(r), f"smoke run on {record_dataset(r)}; see the smoke profile")
                     for r in smoke]
-        return Selection("paper", None, None, real, ignored, **context)
+        return Selection("paper", None, None, real, ignored, **context,
+                         evaluations=_of_runs(evaluations, real))
     ignored += [(run_id_of(r), f"real-dataset run on {record_dataset(r)}; see the paper profile")
                 for r in real]
     counts = Counter(record_dataset(r) for r in smoke)
@@ -124,7 +131,21 @@ def select(
     ignored += [(run_id_of(r), f"smoke run on {record_dataset(r)}; this report uses {chosen}")
                 for r in smoke if record_dataset(r) != chosen]
     target = compare_to or (datasets[0] if datasets else None)
-    return Selection("smoke", target, chosen, kept, ignored, **context)
+    return Selection("smoke", target, chosen, kept, ignored, **context,
+                     evaluations=_of_runs(evaluations, kept))
+
+
+def _of_runs(evaluations: list[dict[str, Any]], runs: list[dict[str, Any]]
+             ) -> list[dict[str, Any]]:
+    """The evaluations of ``runs`` (by run id and training attempt), each given its run's
+    primary feature (evaluation records do not name one)."""
+    by_id = {r.get("run_id"): r for r in runs}
+    out = []
+    for e in evaluations:
+        run = by_id.get(e.get("run_id"))
+        if run is not None and e.get("attempt") == run.get("attempt"):
+            out.append({**e, "primary_feature": run.get("primary_feature")})
+    return out
 
 
 def _available(
