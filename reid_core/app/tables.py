@@ -37,7 +37,7 @@ from reid_core.app.paper_configs import PROFILES, records_of_profile
 from reid_core.config import RunConfig
 from reid_core.data.names import NO_DATASET
 from reid_core.results.paper_tables import PaperTable, load_table
-from reid_core.results.record_types import MeasurementRecord
+from reid_core.results.record_types import RUN, MeasurementRecord, record_kind
 from reid_core.results.records import software_versions, utc_now
 from reid_core.results.report import (
     Environment, compare, cost_environment, render_cost_report, row_summary, write_report)
@@ -306,12 +306,14 @@ def _profile_filter(table: PaperTable, records: Sequence[dict[str, Any]], out_di
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     spec = PROFILES[profile]
     kept = [dict(r) for r in records_of_profile(table.paper, records, profile)]
-    ids = {r.get("run_id") for r in kept}
+    # Run records only: an evaluation shares its run's id (and follows it, in the selection).
+    ids = {r.get("run_id") for r in kept if record_kind(r) == RUN}
     configs = {row.config for row in table.rows if row.config is not None}
     excluded = tuple((str(r.get("run_id")), f"not a run of the {profile} profile's recipe for "
                                             f"its row (see report --profile)")
                      for r in records
-                     if r.get("config_name") in configs and r.get("run_id") not in ids)
+                     if record_kind(r) == RUN and r.get("config_name") in configs
+                     and r.get("run_id") not in ids)
     if spec.reports_subdir is not None:
         out_dir = out_dir / spec.reports_subdir
     return kept, out_dir, dataclasses.replace(filters, profile=spec.scale, excluded=excluded)

@@ -14,6 +14,7 @@ TEST_FEATURE_DOCS: dict[str, str] = {
     "after_bn": "BNNeck: the same feature after the BNNeck's BatchNorm",
     "parts_pooled": "PCB: the P pooled stripes, each L2-normalised, concatenated (official test feature)",
     "parts_reduced": "PCB: the P reduced part features (after 1x1 conv, BN, ReLU), each L2-normalised",
+    "sag": "SAG: the attended, pooled and L2-normalised vector before the ClassBlock",
 }
 
 _CORE_FEATURES = frozenset(TEST_FEATURE_DOCS)

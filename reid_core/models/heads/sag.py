@@ -43,13 +43,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from reid_core.config import ConfigError
-from reid_core.config.names import register_test_feature
 from reid_core.models.backbones.base import Backbone
 from reid_core.models.heads.base import Head, check_option, option, register_head
 from reid_core.models.output import LOGITS, ModelOutput
 
-SAG_FEATURE = register_test_feature(
-    "sag", "SAG: the attended, pooled and L2-normalised vector before the ClassBlock")
+#: The test feature (declared with the suite's others in ``reid_core.config.names``).
+SAG_FEATURE = "sag"
 
 
 @dataclass(frozen=True, kw_only=True)
