@@ -146,8 +146,13 @@ def test_format1_histories_name_terms_and_features_as_format2():
 def test_committed_pcb_records_read_with_format2_names():
     from reid_core.results.store import read_record
 
-    paths = [p for p in committed_records() if '"pcb' in (text := p.read_text())
-             and '"history"' in text and (REPO / "results" / "runs") in p.parents]
+    def is_pcb_run(path: Path) -> bool:  # a PCB / PCB-RPP training run (SAG's augment is "pcb")
+        data = json.loads(path.read_text())
+        return "history" in data and (data.get("config") or {}).get("model", {}).get(
+            "name") in ("pcb", "pcb_rpp")
+
+    paths = [p for p in committed_records()
+             if (REPO / "results" / "runs") in p.parents and is_pcb_run(p)]
     assert paths
     for path in paths:
         rec = read_record(path)
