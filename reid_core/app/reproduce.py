@@ -31,6 +31,7 @@ from reid_core.app.paper_configs import (  # noqa: F401 (re-exported: the reprod
 from reid_core.app.tables import RowRunner, render_for_reproduce, table_kind
 from reid_core.resources import default_results_dir
 from reid_core.results.paper_tables import PaperTable, configs_for_table, load_table
+from reid_core.results.report.cell_values import eval_setting
 from reid_core.results.store import RunStore, load_records
 
 
@@ -176,7 +177,7 @@ def _multi_query_evaluations(table: PaperTable, runs: list[dict[str, Any]], stor
             continue
         dataset = record["dataset"]["name"]
         path = store.evaluation_path(record["run_id"], dataset, [MULTI_QUERY_MODE] + (
-            ["rerank"] if (record.get("config") or {}).get("eval", {}).get("rerank") else []))
+            ["rerank"] if eval_setting(record, "rerank") else []))
         if path.is_file():
             continue
         console.rule(f"{record['run_id']}: multi-query evaluation ({MULTI_QUERY_MODE})")

@@ -39,6 +39,14 @@ def finite(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def eval_setting(record: Mapping[str, Any], key: str) -> Any:
+    """The record's ``eval.<key>``: from its config (a run record) or its ``eval`` section (an
+    evaluation record); None when absent."""
+    config = record.get("config")
+    section = config.get("eval") if isinstance(config, Mapping) else record.get("eval")
+    return section.get(key) if isinstance(section, Mapping) else None
+
+
 def metric_value(record: Mapping[str, Any], metric: str) -> float | None:
     """``record["final"][record["primary_feature"]][metric]``, or None when absent.
 

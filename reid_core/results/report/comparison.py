@@ -25,7 +25,8 @@ import pandas as pd
 
 from reid_core.data.names import NO_DATASET
 from reid_core.results.paper_tables import Column, PaperTable, Row, load_table
-from reid_core.results.report.cell_values import MEASUREMENTS, metric_value, record_dataset
+from reid_core.results.report.cell_values import (
+    MEASUREMENTS, eval_setting, metric_value, record_dataset)
 from reid_core.results.report.environment import Environment, RecordLabel
 from reid_core.results.report.selection import Selection, select
 from reid_core.results.report.uncertainty import (
@@ -127,9 +128,7 @@ def _cell_stats(
 def _query(record: Mapping[str, Any]) -> str:
     """``multi`` for a run (or an evaluation record) evaluated with a multi-query mode
     (``eval.query_mode``), else ``single``."""
-    config = record.get("config")
-    section = config.get("eval") if isinstance(config, Mapping) else record.get("eval")
-    mode = section.get("query_mode") if isinstance(section, Mapping) else None
+    mode = eval_setting(record, "query_mode")
     return "multi" if isinstance(mode, str) and mode.startswith("multi") else "single"
 
 

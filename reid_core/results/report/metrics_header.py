@@ -11,7 +11,7 @@ from typing import Any
 
 from reid_core.metrics.rank import AP_DEFINITIONS
 from reid_core.results.paper_tables import PaperTable
-from reid_core.results.report.cell_values import finite, record_dataset
+from reid_core.results.report.cell_values import eval_setting, finite, record_dataset
 from reid_core.results.report.comparison import Comparison, records_in_row_order
 from reid_core.results.report.environment import data_mix_warning
 from reid_core.results.report.markdown import counted
@@ -57,15 +57,9 @@ def header_lines(comp: Comparison) -> list[str]:
     return out + [""]
 
 
-def _ap_mode(record: Mapping[str, Any]) -> str | None:
-    config = record.get("config")
-    section = config.get("eval") if isinstance(config, Mapping) else None
-    return section.get("ap_mode") if isinstance(section, Mapping) else None
-
-
 def _ap_text(record: Mapping[str, Any]) -> str:
     """The run's ``eval.ap_mode`` and what it means."""
-    mode = _ap_mode(record)
+    mode = eval_setting(record, "ap_mode")
     if mode is None:
         return "not recorded"
     return f"`{mode}`: {AP_DEFINITIONS.get(mode, 'unknown definition')}"
@@ -75,7 +69,7 @@ def _published_ap_text(table: PaperTable, records: Sequence[Mapping[str, Any]]) 
     """The published mAP's definition (``protocol.ap``), and whether the runs used another."""
     ap, note = table.protocol.ap, table.protocol.ap_note
     text = f"as published: **{ap}**" + (f" ({note})" if note else "")
-    modes = {_ap_mode(r) for r in records} - {None}
+    modes = {eval_setting(r, "ap_mode") for r in records} - {None}
     if ap in AP_DEFINITIONS and modes - {ap}:
         text += (f". **Some runs used another definition than the paper's:** their mAP under "
                  f"{ap} is in *mAP under both AP definitions* below, where recorded")
