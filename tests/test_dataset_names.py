@@ -17,7 +17,8 @@ import yaml
 
 from reid_core.data import available_datasets
 from reid_core.data.names import (
-    NO_DATASET, RECORD_DATASETS, TABLE_DATASETS, record_dataset_names, table_dataset_names)
+    NO_DATASET, RECORD_DATASETS, TABLE_DATASETS, imitated, record_dataset_names, smoke_variant,
+    table_dataset_names)
 from reid_core.results.report import DATASET_TO_COLUMN, build_comparison, compare
 
 
@@ -27,6 +28,11 @@ def record(config: str, dataset: str, r1: float = 70.0) -> dict[str, Any]:
             "finished_at": "2026-01-01T00:00:00+00:00",
             "final": {"after_bn": {"R1": r1, "R3": r1 + 5, "mAP": r1 - 10}},
             "primary_feature": "after_bn"}
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 def cell_n(frame: Any, row: str, dataset: str, metric: str = "R1") -> int:
@@ -118,10 +124,41 @@ def test_records_on_every_registered_dataset_are_accepted(tmp_path: Path, name: 
 @pytest.mark.parametrize("name", [n for n in record_dataset_names()
                                   if RECORD_DATASETS.get(n).smoke])
 def test_records_on_every_synthetic_dataset_are_smoke_runs(tmp_path: Path, name: str) -> None:
-    folder = _table_with_column(tmp_path, "market1501")
+    """Under a table of the protocol it reads (any table for a plain synthetic preset)."""
+    column = (imitated(name) or ("market1501",))[0]
+    folder = _table_with_column(tmp_path, column)
     comp = compare("rga_table9", [record("rga_baseline", name)], tables_dir=folder)
     assert (comp.selection.profile, comp.selection.smoke_dataset) == ("smoke", name)
-    assert cell_n(comp.frame, "Base", "market1501") == 1
+    assert cell_n(comp.frame, "Base", column) == 1
+
+
+def test_smoke_runs_under_a_protocol_fill_only_the_tables_of_that_protocol(
+        tmp_path: Path) -> None:
+    """synthetic-small-cuhk03-classic runs fill a CUHK03-classic table, in preference to the
+    plain synthetic-small runs of the same row; a Market table leaves them out, saying why."""
+    runs = [record("rga_baseline", "synthetic-small"),
+            record("rga_baseline", "synthetic-small-cuhk03-classic")]
+    classic = compare("rga_table9", runs,
+                      tables_dir=_table_with_column(_mkdir(tmp_path / "c"), "cuhk03-classic-detected"))
+    assert classic.selection.smoke_dataset == "synthetic-small-cuhk03-classic"
+    assert cell_n(classic.frame, "Base", "cuhk03-classic-detected") == 1
+    assert [why for _, why in classic.selection.ignored] == [
+        "smoke run on synthetic-small: this report uses the runs under "
+        "cuhk03-classic-detected's protocol"]
+    market = compare("rga_table9", runs,
+                     tables_dir=_table_with_column(_mkdir(tmp_path / "m"), "market1501"))
+    assert market.selection.smoke_dataset == "synthetic-small"
+    assert [why for _, why in market.selection.ignored] == [
+        "smoke run on synthetic-small-cuhk03-classic: imitates the protocol of "
+        "cuhk03-classic-labeled, cuhk03-classic-detected, not of market1501"]
+
+
+def test_smoke_variants_name_their_preset_and_protocol() -> None:
+    assert smoke_variant("synthetic-small", "cuhk03-classic-detected") == \
+        "synthetic-small-cuhk03-classic"
+    assert smoke_variant("synthetic-tiny", "partial-reid") == "synthetic-tiny-partial-reid"
+    assert smoke_variant("synthetic-small", "market1501") is None
+    assert smoke_variant("market1501", "cuhk03-classic-detected") is None
 
 
 @pytest.mark.parametrize("name", ["msmt17v2", "msmt17-trainval", "msmt17v2-trainval",

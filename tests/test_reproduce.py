@@ -157,3 +157,18 @@ def test_records_of_a_profile_are_told_apart_by_recipe():
     assert [r["run_id"] for r in records_of_profile("RGA", records, "scratch")] == [
         "scratch-0-None", "m"]
     assert [r["run_id"] for r in records_of_profile("RGA", records, "paper")] == ["m"]
+
+
+@pytest.mark.parametrize("table_id, profile, dataset", [
+    ("sag_table4", "smoke", "synthetic-small-cuhk03-classic"),  # CUHK03 classic columns
+    ("sag_table4", "scratch", "synthetic-small-cuhk03-classic"),
+    ("sag_table3", "smoke", None),  # Market columns: the profile's synthetic-small
+    ("sag_table4", "paper", None),  # real data: the profile's own dataset
+])
+def test_smoke_runs_read_the_synthetic_data_under_the_table_protocol(
+        table_id: str, profile: str, dataset: str | None) -> None:
+    from reid_core.app.reproduce import _smoke_protocol_dataset
+
+    source, raw = load_paper_configs("SAG")
+    assert _smoke_protocol_dataset(load_table(table_id), raw, source, "sag_d4",
+                                   profile) == dataset

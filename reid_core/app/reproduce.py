@@ -29,6 +29,7 @@ from reid_core.app.experiment import USER_ERRORS, describe_error
 from reid_core.app.paper_configs import (  # noqa: F401 (re-exported: the reproduce API)
     CONFIGS_DIR, PROFILES, build_row_config, deep_merge, load_paper_configs)
 from reid_core.app.tables import RowRunner, render_for_reproduce, table_kind
+from reid_core.data.names import NO_DATASET, smoke_variant
 from reid_core.resources import default_results_dir
 from reid_core.results.paper_tables import PaperTable, configs_for_table, load_table
 from reid_core.results.report.cell_values import eval_setting
@@ -110,7 +111,9 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
                           f"baseline) at this scale.[/]")
         source, raw = load_paper_configs(table.paper)
         ids = select_rows(table, args.rows)
-        configs = [build_row_config(raw, source, cid, args.profile, seed, args.dataset)
+        configs = [build_row_config(raw, source, cid, args.profile, seed,
+                                    args.dataset or _smoke_protocol_dataset(
+                                        table, raw, source, cid, args.profile))
                    for cid in ids for seed in args.seeds]
     except USER_ERRORS as e:
         console.print(f"[bold red]error:[/] {describe_error(e)}", highlight=False)
@@ -156,6 +159,20 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
     console.print(_summary(table_id, done, time.perf_counter() - t0))
     console.print(f"report: {path}")
     return 0
+
+
+def _smoke_protocol_dataset(table: PaperTable, raw: dict[str, Any], source: Path,
+                            config_id: str, profile: str) -> str | None:
+    """On a smoke-scale profile, the synthetic dataset read under the protocol of the table's
+    first dataset when one is declared (a CUHK03-classic table runs on
+    ``synthetic-small-cuhk03-classic``); None: the profile's own dataset."""
+    if PROFILES[profile].scale != "smoke":
+        return None
+    first = next((c.dataset for c in table.columns if c.dataset != NO_DATASET), None)
+    if first is None:
+        return None
+    base = build_row_config(raw, source, config_id, profile, 0).data.dataset
+    return smoke_variant(base, first)
 
 
 #: Market-1501 multi-query as SAG's code pools it: the mean feature of the query's ``gt_bbox``

@@ -30,9 +30,11 @@ __all__ = [
     "RecordDataset",
     "TableDataset",
     "column_of",
+    "imitated",
     "is_smoke",
     "record_dataset",
     "record_dataset_names",
+    "smoke_variant",
     "table_dataset_names",
 ]
 
@@ -65,6 +67,11 @@ class RecordDataset:
     smoke: bool = False
     #: False for :data:`NO_DATASET`, the only record dataset no loader reads.
     has_loader: bool = True
+    #: A smoke dataset that reads a synthetic preset under a published protocol: that preset
+    #: (``variant_of``) and the table datasets whose protocol it imitates (``imitates``).
+    #: Smoke reports of those columns use its records; other tables leave them out.
+    variant_of: str | None = None
+    imitates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # A record dataset without a column must say why (the report prints it), and a smoke
@@ -73,6 +80,9 @@ class RecordDataset:
             raise ValueError(f"dataset {self.name!r}: no column and no why_no_column")
         if self.smoke and self.column is not None:
             raise ValueError(f"dataset {self.name!r}: a smoke dataset has no column")
+        if (self.variant_of is None) != (not self.imitates) or (self.imitates and not self.smoke):
+            raise ValueError(f"dataset {self.name!r}: a protocol variant is a smoke dataset "
+                             f"with both variant_of and imitates")
 
 
 TABLE_DATASETS: Registry[TableDataset] = Registry("paper-table dataset")
@@ -129,7 +139,10 @@ _record("partial-ilids", "partial", "partial-ilids")
 for _prefix in ("synthetic", "synthetic-small", "synthetic-tiny"):
     _record(_prefix, "synthetic", None, smoke=True)
     for _protocol in ("partial-reid", "partial-ilids"):
-        _record(f"{_prefix}-{_protocol}", "synthetic", None, smoke=True)
+        _record(f"{_prefix}-{_protocol}", "synthetic", None, smoke=True, variant_of=_prefix,
+                imitates=(_protocol,))
+    _record(f"{_prefix}-cuhk03-classic", "synthetic", None, smoke=True, variant_of=_prefix,
+            imitates=("cuhk03-classic-labeled", "cuhk03-classic-detected"))
 del _prefix, _protocol
 # The pretraining corpus (reid_core.app.pretrain): trained on, never a table's dataset.
 _record("synthetic-pretrain", "synthetic", None, smoke=True)
@@ -160,6 +173,23 @@ def column_of(name: str) -> str | None:
     if name not in RECORD_DATASETS.names():
         return None
     return RECORD_DATASETS.get(name).column
+
+
+def smoke_variant(base: str, column: str) -> str | None:
+    """The smoke dataset that reads synthetic preset ``base`` under the protocol of table
+    dataset ``column`` (``synthetic-small``, ``cuhk03-classic-detected`` ->
+    ``synthetic-small-cuhk03-classic``); None when there is none (``base`` itself serves)."""
+    for name in RECORD_DATASETS.names():
+        declared = RECORD_DATASETS.get(name)
+        if declared.variant_of == base and column in declared.imitates:
+            return name
+    return None
+
+
+def imitated(name: str) -> tuple[str, ...]:
+    """The table datasets whose protocol smoke dataset ``name`` imitates (() for a plain
+    synthetic preset, a real dataset or an unknown name)."""
+    return RECORD_DATASETS.get(name).imitates if name in RECORD_DATASETS.names() else ()
 
 
 def is_smoke(name: str) -> bool:

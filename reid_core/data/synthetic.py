@@ -44,6 +44,10 @@ model trained on the synthetic ``bounding_box_train`` is evaluated on them as DA
 Market-1501 model on the real sets. The readers are :mod:`reid_core.data.partial`'s; the
 registered names are ``synthetic[-small|-tiny]-partial-reid`` / ``-partial-ilids``.
 
+``synthetic[-small|-tiny]-cuhk03-classic`` read the same preset under the classic CUHK03
+protocol (single-shot galleries sampled from query = gallery = the test images of real
+identities; training unchanged), for the smoke runs of tables in that protocol.
+
 All format-2 images come from their own RNG streams and are rendered after the original ones:
 ``bounding_box_train/``, ``query/``, ``bounding_box_test/``, ``masks/`` and ``keypoints/`` are
 byte-identical to format 1 for the same values of the format-1 fields (the directory name
@@ -676,12 +680,37 @@ def _partial_loader(preset: str, name: str, protocol: str):
     return load
 
 
+def _cuhk03_classic_loader(preset: str, name: str):
+    """Loader of a preset read under the classic CUHK03 protocol (``"cuhk03_classic"``).
+
+    Training is the preset's ``bounding_box_train`` (so a run trains exactly as on the preset);
+    query = gallery = every test image of a real identity (the preset's query and gallery
+    images with pid > 0: no distractors, no junk, as CUHK03 has neither), which
+    :func:`reid_core.metrics.cuhk03_classic.evaluate_cuhk03_classic_metrics` samples into
+    single-shot galleries. A protocol view of the same images, not a ``cuhk-03.mat`` (the real
+    reader, :mod:`reid_core.data.cuhk03_mat`, is tested on fixture files)."""
+
+    def load(root: Path) -> ReIDData:
+        base = read_market_style(resolve_synthetic_dir(root, preset, name), name)
+        test = [item for item in base.query + base.gallery if item[1] > 0]
+        extras = {**base.extras, "protocol": "cuhk03_classic"}
+        extras.pop("gt_bbox", None)  # Market's multi-query boxes: not part of this protocol
+        data = ReIDData(name, base.root, base.train, list(test), list(test), extras=extras)
+        return _with_fingerprint(data, preset)
+
+    load.__doc__ = (f"The {preset!r} synthetic preset under the classic CUHK03 protocol "
+                    f"(query = gallery = its test images of real identities).")
+    return load
+
+
 for _preset, _prefix in (("default", "synthetic"), ("small", "synthetic-small"),
                          ("tiny", "synthetic-tiny")):
     register_dataset(_prefix)(_loader(_preset, _prefix))
     for _protocol in ("partial-reid", "partial-ilids"):
         _name = f"{_prefix}-{_protocol}"
         register_dataset(_name)(_partial_loader(_preset, _name, _protocol))
+    register_dataset(f"{_prefix}-cuhk03-classic")(
+        _cuhk03_classic_loader(_preset, f"{_prefix}-cuhk03-classic"))
 del _preset, _prefix, _protocol, _name
 # The pretraining corpus: a training set (and a small held-out check), no partial sets.
 register_dataset("synthetic-pretrain")(_loader("pretrain", "synthetic-pretrain"))

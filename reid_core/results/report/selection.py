@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from reid_core.data.names import (
-    NO_DATASET, RECORD_DATASETS, column_of, is_smoke, record_dataset_names)
+    NO_DATASET, RECORD_DATASETS, column_of, imitated, is_smoke, record_dataset_names)
 from reid_core.results.identity import recipe_key
 from reid_core.results.paper_tables import PaperTable
 from reid_core.results.record_types import EVALUATION, MEASUREMENT, record_kind
@@ -125,12 +125,24 @@ def select(
                          evaluations=_of_runs(evaluations, real))
     ignored += [(run_id_of(r), f"real-dataset run on {record_dataset(r)}; see the paper profile")
                 for r in real]
+    target = compare_to or (datasets[0] if datasets else None)
+    # Synthetic data read under the target's protocol (CUHK03 classic, ...) is preferred; data
+    # read under another table's protocol never lines up with this one.
+    fitting = [r for r in smoke if target in imitated(record_dataset(r))]
+    pool = fitting or [r for r in smoke if not imitated(record_dataset(r))]
+    for r in smoke:
+        if r in pool:
+            continue
+        name = record_dataset(r)
+        why = (f"imitates the protocol of {', '.join(imitated(name))}, not of {target}"
+               if imitated(name) else f"this report uses the runs under {target}'s protocol")
+        ignored.append((run_id_of(r), f"smoke run on {name}: {why}"))
+    smoke = pool
     counts = Counter(record_dataset(r) for r in smoke)
     chosen = max(sorted(counts), key=counts.__getitem__) if counts else None
     kept = [r for r in smoke if record_dataset(r) == chosen]
     ignored += [(run_id_of(r), f"smoke run on {record_dataset(r)}; this report uses {chosen}")
                 for r in smoke if record_dataset(r) != chosen]
-    target = compare_to or (datasets[0] if datasets else None)
     return Selection("smoke", target, chosen, kept, ignored, **context,
                      evaluations=_of_runs(evaluations, kept))
 
