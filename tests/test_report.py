@@ -502,3 +502,87 @@ def test_a_mixed_query_table_must_say_each_columns_query(tmp_path: Path) -> None
     (tmp_path / "sag_table3.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(PaperTableError, match=r"columns\[2\]\.query"):
         load_table("sag_table3", tmp_path)
+
+
+# --------------------------------------------------------------------------- claims between rows
+
+
+def _stack_records() -> list[dict[str, Any]]:
+    """Smoke runs of SAG Table 1's D4 and D1,2,3,4 rows, 3 seeds each: the stack scores 5, 6, 7
+    points lower in R1 (paired differences -5, -6, -7: interval well below 0) and 1, -1, 0 in
+    mAP (interval around 0)."""
+    runs = []
+    for seed, (r1, ap) in enumerate([(50.0, 40.0), (52.0, 41.0), (54.0, 42.0)]):
+        runs.append(record("sag_d4", seed, "synthetic-small", R1=r1, mAP=ap))
+        runs.append(record("sag_d1_2_3_4", seed, "synthetic-small", R1=r1 - 5 - seed,
+                           mAP=ap + (1, -1, 0)[seed]))
+    return runs
+
+
+def test_claims_between_rows_are_judged_against_the_text_direction(tmp_path: Path) -> None:
+    from reid_core.results.report import compare
+
+    comp = compare("sag_table1", _stack_records())
+    claims = comp.claims
+    mine = claims[(claims["row"] == "Basel.+D1,2,3,4") & (claims["against"] == "Basel.+D4 (h=5,w=2)")
+                  & (claims["dataset"] == "market1501")].set_index("metric")
+    assert mine.loc["R1", "reproduced_difference"] == pytest.approx(-6.0)
+    assert mine.loc["R1", "verdict"] == "holds"  # t(2) interval of -5, -6, -7 is below 0
+    assert mine.loc["R1", "published_difference"] == pytest.approx(82.13 - 90.17)
+    assert bool(mine.loc["R1", "paper_agrees"])
+    assert mine.loc["mAP", "verdict"] == "inconclusive"
+    # Rows without records, and columns the smoke runs do not line up with: not run.
+    other = claims[claims["row"] == "Basel.+D1,2"]
+    assert set(other["verdict"]) == {"not run"}
+    assert set(claims[claims["dataset"] == "dukemtmcreid"]["verdict"]) == {"not run"}
+    # A published difference against the text's direction is marked, not used as the claim.
+    shorter = claims[(claims["row"] == "Basel.+D1,2,3") & (claims["against"] == "Basel.+D1,2")
+                     & (claims["dataset"] == "market1501") & (claims["metric"] == "R1")].iloc[0]
+    assert shorter["published_difference"] == pytest.approx(85.1 - 84.09)
+    assert not bool(shorter["paper_agrees"])
+
+    path = render_report("sag_table1", _stack_records(), tmp_path)
+    text = path.read_text()
+    assert "## Claims between rows (from the text)" in text
+    assert "### stacking drops accuracy: a stack against the single module at its deepest depth" in text
+    line = next(line for line in text.splitlines()
+                if line.startswith("| Basel.+D1,2,3,4 | Basel.+D4 (h=5,w=2) |"))
+    first = line.split(" | ")[2]
+    assert first.startswith("-8.04 / -6.00 [") and first.endswith("✓ holds")
+    assert "+1.01 ‡ / not run" in text
+    # The records carry R1 and mAP only: two cells of one pair are checked.
+    assert ("- **Claims between rows (from the text):** 3 claim(s), 2 cell(s) with records of "
+            "both rows: 1 hold, 0 contradicted, 1 inconclusive. The paper's own numbers show "
+            "the stated direction in 89 of 108 published cells.") in text
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c[0].update(direction="worse"), r"claims\[0\]\.direction: 'worse' is not one of"),
+    (lambda c: c[0]["pairs"].append(["Basel.+D4 (h=5,w=2)", "Basel.+D9"]),
+     r"claims\[0\]\.pairs\[3\]: 'Basel.\+D9' is not the name of a row"),
+    (lambda c: c[0]["pairs"].append(["Basel.+D4 (h=5,w=2)"]),
+     r"claims\[0\]\.pairs\[3\]: expected \[row, against\]"),
+    (lambda c: c[0].pop("source"), r"claims\[0\]\.source: required key is missing"),
+    (lambda c: c.clear(), r"claims: expected a non-empty list"),
+])
+def test_claims_between_rows_are_validated(tmp_path: Path, edit: Any, message: str) -> None:
+    import yaml
+
+    from reid_core.results.paper_tables import PAPER_TABLES_DIR, PaperTableError, load_table
+    data = yaml.safe_load((PAPER_TABLES_DIR / "sag_table1.yaml").read_text())
+    edit(data["claims"])
+    (tmp_path / "sag_table1.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(PaperTableError, match=message):
+        load_table("sag_table1", tmp_path)
+
+
+def test_a_claim_may_not_name_a_reference_row(tmp_path: Path) -> None:
+    import yaml
+
+    from reid_core.results.paper_tables import PAPER_TABLES_DIR, PaperTableError, load_table
+    data = yaml.safe_load((PAPER_TABLES_DIR / "sag_table3.yaml").read_text())
+    data["claims"] = [{"claim": "x", "source": "y", "direction": "higher",
+                       "pairs": [["SAG", "CAN [24]"]]}]
+    (tmp_path / "sag_table3.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(PaperTableError, match=r"'CAN \[24\]' is not a reproducible row"):
+        load_table("sag_table3", tmp_path)

@@ -29,6 +29,7 @@ __all__ = [
     "FRAME_COLUMNS",
     "PAPER_TABLES_DIR",
     "Cell",
+    "Claim",
     "Column",
     "PaperTable",
     "PaperTableError",
@@ -70,6 +71,11 @@ TOP_KEYS: Final[tuple[str, ...]] = (
     "columns",
     "rows",
 )
+#: Optional top-level keys: ``claims``, the text's claims between rows (:class:`Claim`).
+TOP_OPTIONAL: Final[tuple[str, ...]] = ("claims",)
+CLAIM_REQUIRED: Final[tuple[str, ...]] = ("claim", "source", "direction", "pairs")
+#: ``claims[i].direction``: the first row of each pair scores lower / higher than the second.
+CLAIM_DIRECTIONS: Final[tuple[str, ...]] = ("lower", "higher")
 PROTOCOL_REQUIRED: Final[tuple[str, ...]] = ("reranking", "query", "cuhk03", "cuhk03_boxes")
 PROTOCOL_OPTIONAL: Final[tuple[str, ...]] = ("notes", "ap", "ap_note")
 #: ``protocol.ap``: an AP definition of the metric functions, or not known.
@@ -164,6 +170,26 @@ class Protocol:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A claim the paper's text makes between two of its rows, other than a gain over the
+    baseline row ("stacking modules drops accuracy"): in every published column, the first row
+    of each pair scores ``direction`` (``lower`` / ``higher``) than the second."""
+
+    claim: str
+    #: Where the text says it, quoted (section and words).
+    source: str
+    direction: str
+    #: (row, against) row names; both rows reproducible.
+    pairs: tuple[tuple[str, str], ...]
+
+    @property
+    def sign(self) -> int:
+        """-1 for ``lower``, +1 for ``higher``: the sign the row − against difference should
+        have."""
+        return -1 if self.direction == "lower" else 1
+
+
+@dataclass(frozen=True)
 class PaperTable:
     """A validated published table (metadata, columns and rows)."""
 
@@ -179,6 +205,7 @@ class PaperTable:
     baseline_row: str | None
     columns: tuple[Column, ...]
     rows: tuple[Row, ...]
+    claims: tuple[Claim, ...] = ()
 
     @property
     def rules(self) -> TableKindRules:
@@ -367,7 +394,7 @@ def _parse_file(path: Path) -> PaperTable:
 
 def _parse_table(reader: _Reader, data: dict[str, Any]) -> PaperTable:
     """Validate the top level, then the protocol, columns and rows."""
-    reader.check_keys("", data, TOP_KEYS, ())
+    reader.check_keys("", data, TOP_KEYS, TOP_OPTIONAL)
     paper = reader.choice("paper", data["paper"], PAPERS)
     table = _parse_table_label(reader, data["table"])
     expected_stem = f"{paper}_table{table}".lower()
@@ -389,6 +416,7 @@ def _parse_table(reader: _Reader, data: dict[str, Any]) -> PaperTable:
         raise reader.fail("protocol.ap", f"a table with an mAP column must say which AP "
                                          f"definition it used: one of "
                                          f"{', '.join(AP_DEFINITION_CHOICES)} (with ap_note)")
+    claims = _parse_claims(reader, data.get("claims"), rows, kind)
     return PaperTable(
         table_id=reader.path.stem,
         path=reader.path,
@@ -402,7 +430,50 @@ def _parse_table(reader: _Reader, data: dict[str, Any]) -> PaperTable:
         baseline_row=baseline,
         columns=columns,
         rows=rows,
+        claims=claims,
     )
+
+
+def _parse_claims(reader: _Reader, data: object, rows: tuple[Row, ...], kind: str
+                  ) -> tuple[Claim, ...]:
+    """``claims``: a list of :class:`Claim` on a metrics table, each pair naming two
+    reproducible rows."""
+    if data is None:
+        return ()
+    if not kind_rules(kind).retrieval_metrics:
+        raise reader.fail("claims", f"only a metrics table states claims between rows, not a "
+                                    f"{kind} table")
+    if not isinstance(data, list) or not data:
+        raise reader.fail("claims", "expected a non-empty list")
+    by_name = {row.name: row for row in rows}
+    claims = []
+    for i, item in enumerate(data):
+        field = f"claims[{i}]"
+        item = reader.check_keys(field, item, CLAIM_REQUIRED, ())
+        pairs = item["pairs"]
+        if not isinstance(pairs, list) or not pairs:
+            raise reader.fail(f"{field}.pairs", "expected a non-empty list of [row, against]")
+        parsed = []
+        for j, pair in enumerate(pairs):
+            where = f"{field}.pairs[{j}]"
+            if (not isinstance(pair, list) or len(pair) != 2
+                    or not all(isinstance(name, str) for name in pair)):
+                raise reader.fail(where, f"expected [row, against] (two row names), got {pair!r}")
+            for name in pair:
+                row = by_name.get(name)
+                if row is None:
+                    raise reader.fail(where, f"{name!r} is not the name of a row")
+                if row.reference_only or row.config is None:
+                    raise reader.fail(where, f"{name!r} is not a reproducible row")
+            if pair[0] == pair[1]:
+                raise reader.fail(where, "a row compared with itself")
+            parsed.append((pair[0], pair[1]))
+        claims.append(Claim(
+            claim=str(reader.text(f"{field}.claim", item["claim"])),
+            source=str(reader.text(f"{field}.source", item["source"])),
+            direction=reader.choice(f"{field}.direction", item["direction"], CLAIM_DIRECTIONS),
+            pairs=tuple(parsed)))
+    return tuple(claims)
 
 
 def _parse_table_label(reader: _Reader, value: object) -> str:

@@ -31,10 +31,11 @@ from reid_core.results.report.environment import Environment, RecordLabel
 from reid_core.results.report.selection import Selection, select
 from reid_core.results.report.uncertainty import (
     BootstrapSettings, GainInterval, paired_gain_interval)
-from reid_core.results.report.verdicts import cell_verdict, data_verdict, row_verdict
+from reid_core.results.report.verdicts import (
+    cell_verdict, claim_verdict, data_verdict, row_verdict)
 
 __all__ = [
-    "COMPARISON_COLUMNS", "CellStats", "Comparison", "build_comparison", "compare", "gain_rows",
+    "CLAIM_COLUMNS", "COMPARISON_COLUMNS", "CellStats", "Comparison", "build_comparison", "compare", "gain_rows",
     "records_in_row_order", "row_names", "row_summary", "rows_in_order",
 ]
 
@@ -45,6 +46,16 @@ COMPARISON_COLUMNS: Final[list[str]] = [
     "reproduced", "std", "n", "delta", "published_gain", "reproduced_gain", "gain_se",
     "gain_low", "gain_high", "interval", "paired_seeds", "interval_queries", "interval_note",
     "claim_holds", "verdict",
+]
+
+
+#: Columns of :attr:`Comparison.claims`, in order: one line per (claim, pair, column).
+#: ``difference`` = row − against (published, reproduced); ``paper_agrees``: the published
+#: difference has the sign the text claims (NA: a published value is missing).
+CLAIM_COLUMNS: Final[list[str]] = [
+    "claim", "direction", "row", "against", "dataset", "metric", "published_difference",
+    "paper_agrees", "reproduced_difference", "n", "n_against", "gain_low", "gain_high",
+    "interval", "paired_seeds", "interval_queries", "interval_note", "verdict",
 ]
 
 
@@ -78,6 +89,8 @@ class Comparison:
     frame: pd.DataFrame
     #: The test behind the verdicts (confidence level, replicates, generator seed).
     bootstrap: BootstrapSettings = BootstrapSettings()
+    #: The text's claims between rows, one line per (claim, pair, column): :data:`CLAIM_COLUMNS`.
+    claims: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CLAIM_COLUMNS))
 
     @property
     def comparable(self) -> bool:
@@ -178,7 +191,43 @@ def compare(
                        compare_to=selection.compare_to, comparable=comparable,
                        confidence=bootstrap.confidence, resamples=bootstrap.resamples,
                        bootstrap_seed=bootstrap.seed)
-    return Comparison(table, selection, frame, bootstrap)
+    return Comparison(table, selection, frame, bootstrap,
+                      _claim_frame(table, stats, bootstrap))
+
+
+def _claim_frame(table: PaperTable, stats: Mapping[tuple[str, int], CellStats],
+                 bootstrap: BootstrapSettings) -> pd.DataFrame:
+    """The lines of :data:`CLAIM_COLUMNS`: per claim, pair and column, the published and the
+    reproduced difference row − against, its interval and verdict (paired as a gain is)."""
+    lines = []
+    for claim in table.claims:
+        for name, against in claim.pairs:
+            row, other = table.row(name), table.row(against)
+            for j, column in enumerate(table.columns):
+                here, there = stats[(name, j)], stats[(against, j)]
+                a, b = row.cells[j].value, other.cells[j].value
+                published = math.nan if a is None or b is None else round(a - b, 10)
+                interval = (paired_gain_interval(here.records, there.records, column.metric,
+                                                 bootstrap)
+                            if here.n and there.n else GainInterval())
+                lines.append({
+                    "claim": claim.claim, "direction": claim.direction, "row": name,
+                    "against": against, "dataset": column.dataset, "metric": column.metric,
+                    "published_difference": published,
+                    "paper_agrees": (pd.NA if math.isnan(published)
+                                     else published != 0
+                                     and math.copysign(1, published) == claim.sign),
+                    "reproduced_difference": here.mean - there.mean,
+                    "n": here.n, "n_against": there.n, **_interval_fields(interval),
+                    "verdict": claim_verdict(claim.sign, here.n, there.n, interval.seeds,
+                                             interval.low, interval.high),
+                })
+    frame = pd.DataFrame.from_records(lines, columns=CLAIM_COLUMNS)
+    for name in ("published_difference", "reproduced_difference", "gain_low", "gain_high"):
+        frame[name] = frame[name].astype(float)
+    frame["paper_agrees"] = frame["paper_agrees"].astype("boolean")
+    frame["interval_queries"] = frame["interval_queries"].astype("Int64")
+    return frame
 
 
 def build_comparison(

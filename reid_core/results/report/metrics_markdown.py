@@ -143,6 +143,62 @@ def _gains_table(comp: Comparison) -> list[str]:
     return out
 
 
+def _claims_between_rows(comp: Comparison) -> list[str]:
+    """Per claim of the text between rows: its words, then per pair and column the published
+    and the reproduced difference (row − against) with its interval and verdict."""
+    frame = comp.claims
+    if not len(frame):
+        return []
+    out = ["## Claims between rows (from the text)", "",
+           "Each cell: published difference / reproduced difference (row − against) "
+           f"[{comp.bootstrap.percent} confidence interval] and verdict, judged against the "
+           "direction the text states; the rows are paired by seed as for the gains. "
+           "‡ = the paper's own numbers do not show the stated direction in that cell.", ""]
+    header = ["Row", "against"] + [column_label(c) for c in comp.table.columns]
+    for claim in comp.table.claims:
+        mine = frame[frame["claim"] == claim.claim]
+        out += [f"### {claim.claim}", "",
+                f"> {claim.source}", "",
+                f"Claimed: each row scores **{claim.direction}** than the row it is set "
+                f"against.", ""]
+        lines = []
+        for name, against in claim.pairs:
+            pair = mine[(mine["row"] == name) & (mine["against"] == against)]
+            cells = [name, against]
+            for _, line in pair.iterrows():
+                paper = fmt_signed(line["published_difference"], 2) or "—"
+                if line["paper_agrees"] is not pd.NA and not line["paper_agrees"]:
+                    paper += " ‡"
+                cells.append(f"{paper} / {_fmt_claim_cell(line)}")
+            lines.append(cells)
+        out += md_table(header, lines) + [""]
+    return out
+
+
+def _fmt_claim_cell(line: pd.Series) -> str:
+    """The reproduced side of a claim cell (``not run`` when a row has no record)."""
+    if line["verdict"] == NOT_RUN:
+        return NOT_RUN
+    text = fmt_signed(line["reproduced_difference"]) + _fmt_interval(line)
+    symbol = _SYMBOL.get(line["verdict"])
+    return f"{text} {symbol} {line['verdict']}" if symbol else f"{text} ({line['verdict']})"
+
+
+def _claims_between_rows_line(comp: Comparison) -> list[str]:
+    """The summary line of the claims between rows (none: no line)."""
+    frame = comp.claims
+    if not len(frame):
+        return []
+    checked = frame[frame["verdict"].isin(CHECKED)]
+    counts = Counter(checked["verdict"])
+    known = frame["paper_agrees"].dropna()
+    return [f"- **Claims between rows (from the text):** {len(comp.table.claims)} claim(s), "
+            f"{len(checked)} cell(s) with records of both rows: {counts[HOLDS]} hold, "
+            f"{counts[CONTRADICTED]} contradicted, {counts[INCONCLUSIVE]} inconclusive. The "
+            f"paper's own numbers show the stated direction in {int(known.sum())} of "
+            f"{len(known)} published cells."]
+
+
 def _fmt_interval(line: pd.Series) -> str:
     """`` [+1.05, +5.95]`` (empty when the cell has no interval)."""
     if math.isnan(line["gain_low"]):
@@ -167,7 +223,7 @@ def _summary(comp: Comparison) -> list[str]:
     table = comp.table
     out = ["## Summary", ""]
     if table.rules.retrieval_metrics:
-        out += _claims_lines(comp)
+        out += _claims_lines(comp) + _claims_between_rows_line(comp)
     not_run = [row.name for row, sub in rows_in_order(comp)
                if not row.reference_only and row.config is not None and not (sub["n"] > 0).any()]
     out.append(f"- **Rows not run** ({len(not_run)}): "
@@ -307,6 +363,7 @@ def render_markdown(comp: Comparison, values_png: str, gains_png: str | None) ->
                 f"Each cell: published gain / reproduced gain "
                 f"[{comp.bootstrap.percent} confidence interval] and verdict.", ""]
         out += _gains_table(comp) + [""]
+    out += _claims_between_rows(comp)
     out += _ap_definitions(comp)
     out += _summary(comp)
     out += ["## Plots", "", f"![published vs reproduced]({values_png})", ""]

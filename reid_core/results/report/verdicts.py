@@ -20,6 +20,11 @@
   missing or the published gain is 0). Cells of measured-quantity tables (parameter counts)
   are ``measured`` / ``not run`` / ``no config``: no gains are computed for them.
 
+**Claims between rows** (a table's ``claims``, e.g. "stacking drops accuracy"):
+:func:`claim_verdict`, the same interval rule on row − against, judged against the direction
+the text states (the published difference is shown beside it, not used: where the paper's own
+numbers disagree with its text, the report says so).
+
 **Per row**: :func:`row_verdict` summarises a row's cells (``claim holds (2/2)``, ``mixed: ...``).
 """
 
@@ -36,7 +41,7 @@ from reid_core.results.paper_tables import Row
 
 __all__ = [
     "BASELINE", "CHECKED", "CONTRADICTED", "HOLDS", "INCONCLUSIVE", "MEASURED", "NOT_RUN",
-    "NO_BASELINE_RUN", "NO_CONFIG", "NO_PUBLISHED_GAIN", "REFERENCE", "cell_verdict",
+    "NO_BASELINE_RUN", "NO_CONFIG", "NO_PUBLISHED_GAIN", "REFERENCE", "cell_verdict", "claim_verdict",
     "data_verdict", "interval_verdict", "row_verdict",
 ]
 
@@ -102,6 +107,20 @@ def cell_verdict(
         # part at this scale): one training run is evidence of neither outcome.
         return holds, INCONCLUSIVE
     return holds, interval_verdict(g_p, line["gain_low"], line["gain_high"])
+
+
+def claim_verdict(sign: int, n_row: int, n_against: int, paired_seeds: int,
+                  low: float, high: float) -> str:
+    """Verdict of one cell of a claim between two rows (:class:`~reid_core.results.paper_tables.Claim`):
+    the interval ``[low, high]`` of row − against judged against the text's direction
+    (``sign`` -1: lower, +1: higher) by :func:`interval_verdict`, with the same rules as a gain
+    (``not run`` without records of both rows, ``inconclusive`` below :data:`MIN_SEEDS` paired
+    seeds)."""
+    if not n_row or not n_against:
+        return NOT_RUN
+    if paired_seeds < MIN_SEEDS:
+        return INCONCLUSIVE
+    return interval_verdict(float(sign), low, high)
 
 
 def data_verdict(row: Row, n_row: int) -> str:
