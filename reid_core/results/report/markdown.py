@@ -63,8 +63,11 @@ def md_table(
 
 
 def column_label(column: Column) -> str:
-    """``cuhk03-labeled R1`` (plus the unit of a data column)."""
+    """``cuhk03-labeled R1`` (plus the unit of a data column, or the query type of a column
+    that states one: ``market1501 R1 (multi query)``)."""
     label = column.metric if column.dataset == "n/a" else f"{column.dataset} {column.metric}"
+    if column.query is not None:
+        return f"{label} ({column.query} query)"
     return f"{label} ({column.unit})" if column.unit and column.unit != "%" else label
 
 

@@ -29,7 +29,7 @@ def header_lines(comp: Comparison) -> list[str]:
            f"(`paper_tables/{table.table_id}.yaml`, source `{table.source}`).", "",
            f"> {table.caption}", ""]
     if sel.profile == "smoke" and table.rules.retrieval_metrics and records:
-        out += [_smoke_warning(sel), ""]
+        out += [_smoke_warning(table, sel), ""]
     environment = comp.environment
     out += environment.warning_markdown()
     out += data_mix_warning(records_in_row_order(comp))
@@ -49,12 +49,42 @@ def header_lines(comp: Comparison) -> list[str]:
         f"- **Compute:** {_compute_text(records)}",
         f"- **Protocol (as published):** {_protocol_text(table)}",
     ]
+    if table.rules.retrieval_metrics and records:
+        out.append(f"- **Evaluation of the runs:** {counted(_evaluation_text(r) for r in records)}")
+    if sel.evaluations:
+        out.append(f"- **Further evaluations of these runs** (multi-query columns): "
+                   f"{counted(_evaluation_text(r) for r in sel.evaluations)}")
     if any(c.metric == "mAP" for c in table.columns) and records:
         out.append(f"- **mAP's AP definition:** {counted(_ap_text(r) for r in records)}; "
                    f"{_published_ap_text(table, records)}")
     if table.protocol.notes:
         out.append(f"- **Protocol notes:** {table.protocol.notes}")
     return out + [""]
+
+
+def _evaluation_text(record: Mapping[str, Any]) -> str:
+    """How a run (or evaluation record) was evaluated: the dataset's protocol (with the CUHK03
+    classic sampling), query mode, distance, flip, re-ranking."""
+    setting = lambda key: eval_setting(record, key)  # noqa: E731
+    dataset = record.get("dataset")
+    identity = dataset.get("identity") if isinstance(dataset, Mapping) else None
+    protocol = (identity or {}).get("protocol") if isinstance(identity, Mapping) else None
+    protocol = protocol or (record.get("protocol") if isinstance(record.get("protocol"), str)
+                            else None)
+    parts = []
+    if protocol == "cuhk03_classic":
+        parts.append(f"CUHK03 classic, {setting('cuhk03_repeats') or '?'} single-shot gallery "
+                     f"samplings per query (seeded by the run seed)")
+    parts.append(f"{setting('query_mode') or 'single'} query")
+    parts.append(f"`{setting('distance') or '?'}` distance")
+    if setting("flip"):
+        parts.append("flip TTA")
+    if setting("rerank"):
+        parts.append(f"k-reciprocal re-ranking (k1 {setting('rerank_k1')}, k2 "
+                     f"{setting('rerank_k2')}, λ {setting('rerank_lambda')})")
+    else:
+        parts.append("no re-ranking")
+    return " · ".join(parts)
 
 
 def _ap_text(record: Mapping[str, Any]) -> str:
@@ -87,14 +117,19 @@ def _model_text(record: Mapping[str, Any]) -> str:
             f"batch {data.get('batch_size', '?')}, {optim.get('epochs', '?')} epochs")
 
 
-def _smoke_warning(sel: Selection) -> str:
-    return (f"> **Smoke scale: absolute values are NOT comparable.** These runs used the "
+def _smoke_warning(table: PaperTable, sel: Selection) -> str:
+    text = (f"> **Smoke scale: absolute values are NOT comparable.** These runs used the "
             f"synthetic dataset `{sel.smoke_dataset}`, not the paper's data. Their numbers are "
-            f"lined up under the paper's `{sel.compare_to}` columns only so the rows can be read "
-            f"side by side; Δ (reproduced − published) is therefore not given. What the report "
-            f"judges is the direction of each gain over the baseline *at this scale* (this "
-            f"data, model and schedule; see the header): a claim contradicted here did not show "
-            f"in this setting, which says nothing about the paper's number at its own scale.")
+            f"lined up under the paper's `{sel.compare_to}` columns only so the rows can be "
+            f"read side by side; Δ (reproduced − published) is therefore not given. ")
+    if table.baseline_row is None and not table.claims:
+        return text + ("This table names no baseline row and its text no claim between its "
+                       "rows (it compares with other methods' published numbers): at this "
+                       "scale the report shows the values and judges nothing.")
+    return text + ("What the report judges is the direction of each claimed difference (gains "
+                   "over the baseline, claims between rows) *at this scale* (this data, model "
+                   "and schedule; see the header): a claim contradicted here did not show in "
+                   "this setting, which says nothing about the paper's number at its own scale.")
 
 
 def _profile_text(sel: Selection) -> str:

@@ -192,11 +192,17 @@ def _claims_between_rows_line(comp: Comparison) -> list[str]:
     checked = frame[frame["verdict"].isin(CHECKED)]
     counts = Counter(checked["verdict"])
     known = frame["paper_agrees"].dropna()
-    return [f"- **Claims between rows (from the text):** {len(comp.table.claims)} claim(s), "
-            f"{len(checked)} cell(s) with records of both rows: {counts[HOLDS]} hold, "
-            f"{counts[CONTRADICTED]} contradicted, {counts[INCONCLUSIVE]} inconclusive. The "
-            f"paper's own numbers show the stated direction in {int(known.sum())} of "
-            f"{len(known)} published cells."]
+    out = [f"- **Claims between rows (from the text):** {len(comp.table.claims)} claim(s), "
+           f"{len(checked)} cell(s) with records of both rows: {counts[HOLDS]} hold, "
+           f"{counts[CONTRADICTED]} contradicted, {counts[INCONCLUSIVE]} inconclusive. The "
+           f"paper's own numbers show the stated direction in {int(known.sum())} of "
+           f"{len(known)} published cells."]
+    for claim in comp.table.claims:
+        mine = checked[checked["claim"] == claim.claim]
+        c = Counter(mine["verdict"])
+        out.append(f"  - {claim.claim}: {c[HOLDS]} hold, {c[CONTRADICTED]} contradicted, "
+                   f"{c[INCONCLUSIVE]} inconclusive")
+    return out
 
 
 def _fmt_interval(line: pd.Series) -> str:

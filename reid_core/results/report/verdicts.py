@@ -16,7 +16,8 @@
   interval of one training run (its query bootstrap) is shown, but one run is not evidence
   for or against a claim, whatever its sign or its test-set interval.
 * Other verdicts: ``baseline``, ``reference only``, ``not run`` (no record for the row/column),
-  ``no baseline run`` (row run, baseline not), ``no published gain`` (a published value is
+  ``no baseline row`` (the table names none: values only), ``no baseline run`` (row run,
+  baseline not), ``no published gain`` (a published value is
   missing or the published gain is 0). Cells of measured-quantity tables (parameter counts)
   are ``measured`` / ``not run`` / ``no config``: no gains are computed for them.
 
@@ -41,7 +42,7 @@ from reid_core.results.paper_tables import Row
 
 __all__ = [
     "BASELINE", "CHECKED", "CONTRADICTED", "HOLDS", "INCONCLUSIVE", "MEASURED", "NOT_RUN",
-    "NO_BASELINE_RUN", "NO_CONFIG", "NO_PUBLISHED_GAIN", "REFERENCE", "cell_verdict", "claim_verdict",
+    "NO_BASELINE_ROW", "NO_BASELINE_RUN", "NO_CONFIG", "NO_PUBLISHED_GAIN", "REFERENCE", "cell_verdict", "claim_verdict",
     "data_verdict", "interval_verdict", "row_verdict",
 ]
 
@@ -52,6 +53,9 @@ NOT_RUN: Final[str] = "not run"
 BASELINE: Final[str] = "baseline"
 REFERENCE: Final[str] = "reference only"
 NO_BASELINE_RUN: Final[str] = "no baseline run"
+#: A reproduced cell of a table that names no baseline row (a comparison with other methods):
+#: its values are shown (and Δ at paper scale), there is no gain to judge.
+NO_BASELINE_ROW: Final[str] = "no baseline row"
 NO_PUBLISHED_GAIN: Final[str] = "no published gain"
 MEASURED: Final[str] = "measured"
 NO_CONFIG: Final[str] = "no config"
@@ -96,6 +100,8 @@ def cell_verdict(
         return pd.NA, BASELINE
     if n_row == 0:
         return pd.NA, NOT_RUN
+    if n_base is None:
+        return pd.NA, NO_BASELINE_ROW
     if not n_base:
         return pd.NA, NO_BASELINE_RUN
     g_p, g_r = line["published_gain"], line["reproduced_gain"]
@@ -149,7 +155,10 @@ def row_verdict(lines: pd.DataFrame) -> str:
     counts = Counter(v for v in verdicts if v in CHECKED)
     total = sum(counts.values())
     if not total:
-        return NO_BASELINE_RUN if NO_BASELINE_RUN in verdicts else NO_PUBLISHED_GAIN
+        for verdict in (NO_BASELINE_ROW, NO_BASELINE_RUN):
+            if verdict in verdicts:
+                return verdict
+        return NO_PUBLISHED_GAIN
     unchecked = verdicts.count(NO_BASELINE_RUN)
     suffix = (f"; {unchecked} column{'s' if unchecked > 1 else ''} unchecked "
               f"({NO_BASELINE_RUN})" if unchecked else "")
