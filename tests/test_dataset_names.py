@@ -138,8 +138,8 @@ def test_smoke_runs_under_a_protocol_fill_only_the_tables_of_that_protocol(
     plain synthetic-small runs of the same row; a Market table leaves them out, saying why."""
     runs = [record("rga_baseline", "synthetic-small"),
             record("rga_baseline", "synthetic-small-cuhk03-classic")]
-    classic = compare("rga_table9", runs,
-                      tables_dir=_table_with_column(_mkdir(tmp_path / "c"), "cuhk03-classic-detected"))
+    folder = _table_with_column(_mkdir(tmp_path / "c"), "cuhk03-classic-detected")
+    classic = compare("rga_table9", runs, tables_dir=folder)
     assert classic.selection.smoke_dataset == "synthetic-small-cuhk03-classic"
     assert cell_n(classic.frame, "Base", "cuhk03-classic-detected") == 1
     assert [why for _, why in classic.selection.ignored] == [

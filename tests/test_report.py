@@ -524,7 +524,8 @@ def test_claims_between_rows_are_judged_against_the_text_direction(tmp_path: Pat
 
     comp = compare("sag_table1", _stack_records())
     claims = comp.claims
-    mine = claims[(claims["row"] == "Basel.+D1,2,3,4") & (claims["against"] == "Basel.+D4 (h=5,w=2)")
+    mine = claims[(claims["row"] == "Basel.+D1,2,3,4")
+                  & (claims["against"] == "Basel.+D4 (h=5,w=2)")
                   & (claims["dataset"] == "market1501")].set_index("metric")
     assert mine.loc["R1", "reproduced_difference"] == pytest.approx(-6.0)
     assert mine.loc["R1", "verdict"] == "holds"  # t(2) interval of -5, -6, -7 is below 0
@@ -544,7 +545,8 @@ def test_claims_between_rows_are_judged_against_the_text_direction(tmp_path: Pat
     path = render_report("sag_table1", _stack_records(), tmp_path)
     text = path.read_text()
     assert "## Claims between rows (from the text)" in text
-    assert "### stacking drops accuracy: a stack against the single module at its deepest depth" in text
+    assert ("### stacking drops accuracy: a stack against the single module at its deepest "
+            "depth") in text
     line = next(line for line in text.splitlines()
                 if line.startswith("| Basel.+D1,2,3,4 | Basel.+D4 (h=5,w=2) |"))
     first = line.split(" | ")[2]

@@ -35,8 +35,8 @@ from reid_core.results.report.verdicts import (
     cell_verdict, claim_verdict, data_verdict, row_verdict)
 
 __all__ = [
-    "CLAIM_COLUMNS", "COMPARISON_COLUMNS", "CellStats", "Comparison", "build_comparison", "compare", "gain_rows",
-    "records_in_row_order", "row_names", "row_summary", "rows_in_order",
+    "CLAIM_COLUMNS", "COMPARISON_COLUMNS", "CellStats", "Comparison", "build_comparison",
+    "compare", "gain_rows", "records_in_row_order", "row_names", "row_summary", "rows_in_order",
 ]
 
 #: Columns of :func:`build_comparison`'s frame, in order.

@@ -42,7 +42,8 @@ from reid_core.results.paper_tables import Row
 
 __all__ = [
     "BASELINE", "CHECKED", "CONTRADICTED", "HOLDS", "INCONCLUSIVE", "MEASURED", "NOT_RUN",
-    "NO_BASELINE_ROW", "NO_BASELINE_RUN", "NO_CONFIG", "NO_PUBLISHED_GAIN", "REFERENCE", "cell_verdict", "claim_verdict",
+    "NO_BASELINE_ROW", "NO_BASELINE_RUN", "NO_CONFIG", "NO_PUBLISHED_GAIN", "REFERENCE",
+    "cell_verdict", "claim_verdict",
     "data_verdict", "interval_verdict", "row_verdict",
 ]
 
@@ -117,11 +118,11 @@ def cell_verdict(
 
 def claim_verdict(sign: int, n_row: int, n_against: int, paired_seeds: int,
                   low: float, high: float) -> str:
-    """Verdict of one cell of a claim between two rows (:class:`~reid_core.results.paper_tables.Claim`):
-    the interval ``[low, high]`` of row − against judged against the text's direction
-    (``sign`` -1: lower, +1: higher) by :func:`interval_verdict`, with the same rules as a gain
-    (``not run`` without records of both rows, ``inconclusive`` below :data:`MIN_SEEDS` paired
-    seeds)."""
+    """Verdict of one cell of a claim between two rows
+    (:class:`~reid_core.results.paper_tables.Claim`): the interval ``[low, high]`` of
+    row − against judged against the text's direction (``sign`` -1: lower, +1: higher) by
+    :func:`interval_verdict`, with the same rules as a gain (``not run`` without records of
+    both rows, ``inconclusive`` below :data:`MIN_SEEDS` paired seeds)."""
     if not n_row or not n_against:
         return NOT_RUN
     if paired_seeds < MIN_SEEDS:
