@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from reid_core.utils.io import atomic_write_json, atomic_write_text
+from reid_core.utils.io import atomic_write_json, atomic_write_text, process_alive
 
 __all__ = ["CLAIMS", "RunBusyError", "RunLock", "SweepClaim", "live_claim", "write_claim"]
 
@@ -150,16 +150,6 @@ def live_claim(out: str | Path, run_id: str, now: float | None = None) -> str | 
     if (now if now is not None else time.time()) > claim.expires_at:
         return None
     if claim.executor == "local" and claim.host == socket.gethostname():
-        if not _pid_alive(int(claim.job_id)):  # a local job id is its controller's pid
+        if not process_alive(int(claim.job_id)):  # a local job id is its controller's pid
             return None
     return f"claimed by {claim.describe()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
