@@ -28,12 +28,14 @@ from rich.table import Table
 from reid_core.app.experiment import USER_ERRORS, describe_error
 from reid_core.app.paper_configs import (  # noqa: F401 (re-exported: the reproduce API)
     CONFIGS_DIR, PROFILES, build_row_config, deep_merge, load_paper_configs)
-from reid_core.app.tables import RowRunner, render_for_reproduce, table_kind
+from reid_core.app.sweep import add_sweep_arguments, run_sweep, sweep_options
+from reid_core.app.tables import RowRunner, render_for_reproduce, table_kind, train_row
+from reid_core.config import ConfigError
 from reid_core.data.names import NO_DATASET, smoke_variant
 from reid_core.resources import default_results_dir
 from reid_core.results.paper_tables import PaperTable, configs_for_table, load_table
 from reid_core.results.report.cell_values import eval_setting
-from reid_core.results.store import RunStore, load_records
+from reid_core.results.store import RunStore, load_records, read_record
 
 
 def select_rows(table: PaperTable, wanted: Sequence[str] | None) -> list[str]:
@@ -71,6 +73,7 @@ def build_parser(table_id: str, description: str,
     p.add_argument("--out", default=str(default_results_dir()),
                    help="results root (runs/, checkpoints/, reports/); default: the "
                         "repository's results/, or ./results for an installed package")
+    add_sweep_arguments(p)
     return p
 
 
@@ -91,8 +94,8 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
         from reid_core.app.dataset_stats import main as count_datasets
 
         return count_datasets(table_id, argv, prog=prog)
-    args = build_parser(table_id, f"{table.paper} Table {table.table}: {table.caption}",
-                        prog).parse_args(argv)
+    parser = build_parser(table_id, f"{table.paper} Table {table.table}: {table.caption}", prog)
+    args, extra = parser.parse_known_args(argv)
     kind = table_kind(table)
     run_row = run_row or kind.run_row
     if kind.profile is not None:  # e.g. parameter counts: always of the paper-size model
@@ -101,6 +104,13 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
         if run_row is None:
             raise ValueError(f"{table_id} is a {table.kind} table: its rows are published "
                              f"data, nothing is reproduced")
+        try:
+            sweep = sweep_options(args, extra)
+        except ConfigError as e:
+            parser.error(str(e))  # a usage error: argparse's message and exit status 2
+        if not sweep.inline and run_row is not train_row:
+            raise ValueError(f"--executor {sweep.executor}: {table_id} is a {table.kind} table, "
+                             f"measured in seconds here; run it without --executor")
         if args.profile is None:
             args.profile = "paper" if args.data_root else "smoke"
         if PROFILES[args.profile].scale == "smoke" and args.data_root is None:
@@ -122,6 +132,18 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
     console.print(f"{table.paper} Table {table.table}: {len(configs)} run(s) "
                   f"({len(ids)} row config(s) x {len(args.seeds)} seed(s)), profile {args.profile}")
     t0, done = time.perf_counter(), []
+    if not sweep.inline:
+        try:
+            finished = run_sweep(table_id, configs, args, sweep, console)
+        except (*USER_ERRORS, KeyboardInterrupt) as e:
+            console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,
+                          soft_wrap=True)
+            return 130 if isinstance(e, KeyboardInterrupt) else 2
+        if not sweep.wait:
+            return 0
+        store = RunStore(Path(args.out))
+        done = [read_record(store.record_path(run_id)) for run_id in finished]
+        configs = []  # trained by the jobs
     for i, cfg in enumerate(configs, 1):
         console.rule(f"[{i}/{len(configs)}] {cfg.name} seed {cfg.seed}")
         try:

@@ -184,7 +184,7 @@ def remove_stale_temps(directory: str | Path, name: str | None = None) -> list[P
         if match is None:
             continue
         pid = match.group("pid")
-        if pid is not None and _process_alive(int(pid)):
+        if pid is not None and process_alive(int(pid)):
             continue
         if _remove(entry):
             removed.append(entry)
@@ -197,7 +197,7 @@ def _temp_pattern(name: str | None) -> re.Pattern[str]:
     return re.compile(rf"\.(?P<name>{stem})\.(?:(?P<pid>\d+)\.)?{_RANDOM}\.tmp")
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` exists (signal 0 checks without signalling). A process of
     another user (PermissionError) is alive."""
     if pid <= 0:
