@@ -3,6 +3,12 @@
 ``run_experiment`` is what ``python -m reid_core train`` and the reproduce scripts call. A run
 is identified by its config (name, seed, hash): a finished run's record is reused unless
 ``force``; an interrupted run continues from its checkpoint with ``resume``.
+
+Under torchrun (several processes, inside :func:`reid_core.utils.distributed.session`) every
+rank calls it: the checks run on rank 0 first, then on the others, and a failure on any rank
+stops all of them with its message (:func:`reid_core.utils.distributed.main_first`); only rank 0
+prints, writes the record and the checkpoints; the world size is part of the run id
+(:mod:`reid_core.app.ddp`).
 """
 
 from __future__ import annotations
@@ -21,18 +27,22 @@ from reid_core.data.base import DATASETS
 from reid_core.data.transforms import build_train_transform
 from reid_core.data.check import check_openable
 from reid_core.engine.checkpoint import (
-    RunClock, attempt_of, finalize, read_checkpoint)
+    LAST, RunClock, attempt_of, finalize, read_checkpoint, world_size_mismatch, world_size_of)
 from reid_core.engine.trainer import NonFiniteLossError, StepHook
+from reid_core.app.ddp import (
+    check_distributed, distributed_identity, distributed_record)
 from reid_core.app.training import train
 from reid_core.losses import build_objective
 from reid_core.metrics.evaluator import RetrievalEvaluator
 from reid_core.models import (
     WeightMismatchError, build_model, check_pretrained_name, pretrained_source)
+from reid_core.models.weights import UnreadableWeightsError
 from reid_core.app import pretrain  # noqa: F401  (registers model.pretrained: synthetic)
 from reid_core.results.identity import make_run_id
 from reid_core.results.record_types import RunRecord
 from reid_core.results.records import command_line, software_versions, utc_now
 from reid_core.results.store import RunPaths, RunStore
+from reid_core.utils import distributed
 from reid_core.utils.device import (
     DeviceSettings, peak_memory_mb, reset_peak_memory, resolve_device)
 from reid_core.utils.io import OutputWriteError, file_sha256, remove_stale_temps
@@ -51,12 +61,16 @@ class OutputDirError(ValueError):
 #: full or read-only disk): command-line entry points print their message instead of a
 #: traceback. ConfigError, the dataset, device and checkpoint errors are ValueErrors.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, KeyError, WeightMismatchError, NonFiniteLossError, RunStateError, OSError)
+    ValueError, KeyError, WeightMismatchError, NonFiniteLossError, RunStateError, OSError,
+    distributed.PeerFailedError)
 
 
 def describe_error(e: BaseException) -> str:
     """``Type: message`` for a user error (a KeyError's repr would add quotes around it; an
-    OSError from the file system names its file and says what was expected there)."""
+    OSError from the file system names its file and says what was expected there; another
+    rank's error is described as that rank described it, and names the rank)."""
+    if isinstance(e, distributed.PeerFailedError):
+        return str(e)
     if isinstance(e, OSError) and not isinstance(e, OutputWriteError) and e.filename:
         what = {FileExistsError: "a file is in the way of a directory",
                 NotADirectoryError: "a file is where a directory is expected",
@@ -106,15 +120,18 @@ def pretrained_description(cfg: RunConfig) -> str | None:
             f"({weights_identity(cfg)['weights']})")
 
 
-def run_identity(cfg: RunConfig, data: ReIDData) -> dict[str, str]:
-    """What a run starts from besides its config: the data (:meth:`ReIDData.identity`) and the
-    pretrained file (:func:`weights_identity`)."""
-    return {**data.identity(), **weights_identity(cfg)}
+def run_identity(cfg: RunConfig, data: ReIDData, world_size: int = 1) -> dict[str, str]:
+    """What a run starts from besides its config: the data (:meth:`ReIDData.identity`), the
+    pretrained file (:func:`weights_identity`) and, for several processes, their number
+    (:func:`reid_core.app.ddp.distributed_identity`; one process adds nothing)."""
+    return {**data.identity(), **weights_identity(cfg), **distributed_identity(world_size)}
 
 
-def run_id_of(cfg: RunConfig, data: ReIDData) -> str:
-    """The run id of ``cfg`` trained on ``data`` (:func:`reid_core.results.identity.make_run_id`)."""
-    return make_run_id(cfg.name, cfg.seed, cfg.config_hash(), run_identity(cfg, data))
+def run_id_of(cfg: RunConfig, data: ReIDData, world_size: int = 1) -> str:
+    """The run id of ``cfg`` trained on ``data`` by ``world_size`` processes
+    (:func:`reid_core.results.identity.make_run_id`)."""
+    return make_run_id(cfg.name, cfg.seed, cfg.config_hash(),
+                       run_identity(cfg, data, world_size))
 
 
 def check_buildable(cfg: RunConfig) -> None:
@@ -162,6 +179,21 @@ def check_output_dir(out: Path) -> None:
                              f"({e.strerror or e}); pass another --out") from None
 
 
+@dataclasses.dataclass
+class _Prepared:
+    """What the checks before compute found: the run to train, or the record to return."""
+
+    settings: DeviceSettings
+    data: ReIDData | None = None
+    identity: dict[str, str] = dataclasses.field(default_factory=dict)
+    store: RunStore | None = None
+    paths: RunPaths | None = None
+    skip: dict[str, Any] | None = None  #: the record to return instead of training
+    resuming: bool = False
+    evaluator: RetrievalEvaluator | None = None
+    description: str | None = None
+
+
 def run_experiment(
     cfg: RunConfig,
     *,
@@ -191,6 +223,10 @@ def run_experiment(
     a record                  skip and return it
     ========================  ===============================================================
 
+    Several processes (torchrun; see the module docstring): the world size is part of the run
+    id, and ``resume`` of a run whose checkpoint was written with another world size is a
+    :class:`RunStateError` naming both.
+
     Args:
         data_root: dataset root (see :func:`load_data`).
         out: records go to ``<out>/runs/<run_id>.json``, checkpoints to
@@ -204,18 +240,100 @@ def run_experiment(
         profile: the reproduce profile this run belongs to (``"smoke"``/``"paper"``), recorded.
         on_step: passed to :func:`~reid_core.engine.trainer.fit` (called after every step).
     """
-    console = console or Console()
-    settings = resolve_device(device)
-    out = Path(out)
+    distributed.require_group_if_launched()
+    main = distributed.is_main()
+    console = (console or Console()) if main else Console(quiet=True)
+    # Rank 0 first (it may generate the data, make the trunk, finalise or discard checkpoints),
+    # then the others, reading what rank 0 left; a failure anywhere stops every rank.
+    prep = distributed.main_first(
+        lambda: _prepare(cfg, data_root=data_root, out=Path(out), device=device, resume=resume,
+                         force=force, console=console, note_fresh_start=note_fresh_start),
+        describe=describe_error)
+    if prep.skip is not None:
+        return prep.skip
+    settings, data, paths, store = prep.settings, prep.data, prep.paths, prep.store
+    evaluator, description, resuming = prep.evaluator, prep.description, prep.resuming
+    assert data is not None and paths is not None and store is not None and evaluator is not None
+    world = distributed.world_size()
+
+    seed_everything(cfg.seed)
+    make_deterministic()
+    reset_peak_memory(settings)
+    model = build_model(cfg.model, data.num_train_pids, (cfg.data.height, cfg.data.width))
+    started = utc_now()
+    clock = RunClock.fresh()  # fit continues the checkpoint's attempt when resuming
+    history = train(model, data.train, cfg, settings, paths.checkpoint, resume=resuming,
+                    evaluate=evaluator, console=console, on_step=on_step, clock=clock,
+                    sidecar_root=Path(data.root))
+    final = evaluator(model, per_query=True)  # per-query AP / first hit: for the verdicts
+    run_state = clock.state(cfg.optim.epochs)
+
+    def write_record() -> dict[str, Any]:
+        if not main:
+            return {}
+        run_record = RunRecord(
+            run_id=paths.run_id,
+            attempt=clock.attempt,
+            config_name=cfg.name,
+            config_hash=cfg.config_hash(),
+            seed=cfg.seed,
+            config=cfg.to_dict(),
+            dataset={"name": data.name, "root": str(data.root), "identity": data.identity(),
+                     "splits": data.summary()},
+            run_identity=prep.identity,
+            device=settings.describe(),
+            distributed=distributed_record(cfg, world),
+            versions=software_versions(),
+            command=command_line(),
+            started_at=started,
+            finished_at=utc_now(),
+            # All segments of the attempt (a resumed run adds the interrupted ones' time).
+            wall_time_s=run_state["elapsed_s"],
+            segments=run_state["segments"],
+            peak_memory=peak_memory_mb(settings),
+            resumed_from_epoch=clock.from_epoch if resuming else None,
+            pretrained=cfg.model.pretrained,
+            pretrained_description=description,
+            profile=profile,
+            metrics_unit="percent",
+            history=history,
+            final=final,
+            # The feature a paper table is compared on: the first of eval.features.
+            primary_feature=cfg.eval.features[0],
+        )
+        path = store.write_record(run_record)
+        finalize(paths.checkpoint_dir)  # after the record: see reid_core.engine.checkpoint
+        record = run_record.to_dict()
+        console.print(summary_table(record))
+        console.print(f"record written to {path}")
+        return record
+
+    # Rank 0 writes; the others wait for it, and fail with its message if it fails (a full
+    # disk): no rank is left waiting. They return {} (the record is rank 0's).
+    return distributed.main_first(write_record, describe=describe_error)
+
+
+def _prepare(cfg: RunConfig, *, data_root: str | Path | None, out: Path, device: str,
+             resume: bool, force: bool, console: Console,
+             note_fresh_start: bool) -> _Prepared:
+    """The checks before compute and the decision what to do with an existing run (see
+    :func:`run_experiment`). Several processes: rank 0 runs it first and alone changes files
+    (stale temporary files, finalising or discarding checkpoints); the others then see the
+    state it left and come to the same decision."""
+    main = distributed.is_main()
+    world = distributed.world_size()
+    settings = distributed.rank_device(resolve_device(device))
+    check_distributed(cfg, settings, world)
     check_output_dir(out)
     check_buildable(cfg)
     data = load_data(cfg, data_root)
     check_trainable(data)
-    identity = run_identity(cfg, data)
+    identity = run_identity(cfg, data, world)
     store = RunStore(out)
     paths: RunPaths = store.run(make_run_id(cfg.name, cfg.seed, cfg.config_hash(), identity))
-    for directory in (store.runs_dir, paths.checkpoint_dir):
-        remove_stale_temps(directory)
+    if main:
+        for directory in (store.runs_dir, paths.checkpoint_dir):
+            remove_stale_temps(directory)
     if paths.record.exists() and not paths.record.is_file():
         raise OutputDirError(f"{paths.record} is a directory where the run's record goes; "
                              f"remove it")
@@ -225,10 +343,12 @@ def run_experiment(
         # A finished attempt whose record was written but whose last.pt was not yet renamed.
         ckpt = read_checkpoint(paths.checkpoint, expected_hash=cfg.config_hash(), mmap=True)
         if attempt_of(ckpt) == existing.get("attempt") and ckpt["epoch"] == cfg.optim.epochs:
-            finalize(paths.checkpoint_dir)
+            if main:
+                finalize(paths.checkpoint_dir)
             unfinished = False
     if force:
-        paths.checkpoint.unlink(missing_ok=True)
+        if main:
+            paths.checkpoint.unlink(missing_ok=True)
     elif unfinished and not resume:
         if existing is None:
             raise RunStateError(
@@ -237,77 +357,58 @@ def run_experiment(
         console.print(f"[yellow]skip[/] {paths.run_id}: record exists ({paths.record}); an "
                       f"unfinished re-run's checkpoint is at {paths.checkpoint} (--resume "
                       f"continues it, --force starts over)")
-        return existing
+        return _Prepared(settings, skip=existing)
     elif existing is not None and not unfinished:
         console.print(f"[yellow]skip[/] {paths.run_id}: record exists ({paths.record}); "
                       f"--force re-runs it")
-        return existing
+        return _Prepared(settings, skip=existing)
+    resuming = resume and not force and unfinished
+    if resuming:
+        saved = world_size_of(read_checkpoint(paths.checkpoint, mmap=True))
+        if saved != world:
+            raise RunStateError(world_size_mismatch(paths.checkpoint, saved, world))
+    elif resume and not force and note_fresh_start:
+        other = _checkpoint_of_other_world_size(cfg, data, store, world)
+        if other is not None:
+            raise RunStateError(world_size_mismatch(*other, world))
 
     evaluator = build_evaluator(data, cfg, settings)
     evaluator.preflight()
-    check_openable(data)
+    if main:  # every image decoded once, by rank 0 (the ranks read the same files)
+        check_openable(data)
     console.print(f"[bold]{paths.run_id}[/] on {data.name} ({data.root}): "
                   f"{len(data.train)} train images / {data.num_train_pids} ids, "
-                  f"{len(data.query)} query, {len(data.gallery)} gallery; device {settings.device}")
+                  f"{len(data.query)} query, {len(data.gallery)} gallery; device {settings.device}"
+                  + (f" x {world} processes" if world > 1 else ""))
     if cfg.model.pretrained is None:
         console.print("[yellow]note[/]: backbone starts from random init (model.pretrained: null)")
-    # Before seeding: a named source may make its weights first (the synthetic trunk).
-    description = pretrained_description(cfg)
+    # Before seeding: a named source may make its weights first (the synthetic trunk: on
+    # rank 0 alone, as one process, while the others wait; they then find it made).
+    with distributed.local_only():
+        description = pretrained_description(cfg)
     if description is not None:
         console.print(f"[bold]backbone[/] {description}", highlight=False, soft_wrap=True)
-
-    seed_everything(cfg.seed)
-    make_deterministic()
-    reset_peak_memory(settings)
-    model = build_model(cfg.model, data.num_train_pids, (cfg.data.height, cfg.data.width))
-    started = utc_now()
-    resuming = resume and paths.checkpoint.is_file()
     if resume and not resuming and not force and note_fresh_start:
         console.print(f"[yellow]note[/]: --resume, but {paths.run_id} has no checkpoint to "
                       f"continue (a changed --set or config is another run id): training "
                       f"from scratch")
-    clock = RunClock.fresh()  # fit continues the checkpoint's attempt when resuming
-    history = train(model, data.train, cfg, settings, paths.checkpoint, resume=resuming,
-                    evaluate=evaluator, console=console, on_step=on_step, clock=clock,
-                    sidecar_root=Path(data.root))
-    final = evaluator(model, per_query=True)  # per-query AP / first hit: for the verdicts
-    run_state = clock.state(cfg.optim.epochs)
+    return _Prepared(settings, data=data, identity=identity, store=store, paths=paths,
+                     resuming=resuming, evaluator=evaluator, description=description)
 
-    run_record = RunRecord(
-        run_id=paths.run_id,
-        attempt=clock.attempt,
-        config_name=cfg.name,
-        config_hash=cfg.config_hash(),
-        seed=cfg.seed,
-        config=cfg.to_dict(),
-        dataset={"name": data.name, "root": str(data.root), "identity": data.identity(),
-                 "splits": data.summary()},
-        run_identity=identity,
-        device=settings.describe(),
-        versions=software_versions(),
-        command=command_line(),
-        started_at=started,
-        finished_at=utc_now(),
-        # All segments of the attempt (a resumed run adds the interrupted ones' time).
-        wall_time_s=run_state["elapsed_s"],
-        segments=run_state["segments"],
-        peak_memory=peak_memory_mb(settings),
-        resumed_from_epoch=clock.from_epoch if resuming else None,
-        pretrained=cfg.model.pretrained,
-        pretrained_description=description,
-        profile=profile,
-        metrics_unit="percent",
-        history=history,
-        final=final,
-        # The feature a paper table is compared on: the first of eval.features.
-        primary_feature=cfg.eval.features[0],
-    )
-    path = store.write_record(run_record)
-    finalize(paths.checkpoint_dir)  # after the record: see reid_core.engine.checkpoint
-    record = run_record.to_dict()
-    console.print(summary_table(record))
-    console.print(f"record written to {path}")
-    return record
+
+def _checkpoint_of_other_world_size(cfg: RunConfig, data: ReIDData, store: RunStore,
+                                    world: int) -> tuple[Path, int] | None:
+    """An unfinished checkpoint of this config and data written with another world size
+    (its run id is the one ``cfg`` would have with that many processes), or None."""
+    for path in sorted(store.checkpoints_dir.glob(f"{cfg.name}-seed{cfg.seed}-*/{LAST}")):
+        try:
+            ckpt = read_checkpoint(path, expected_hash=cfg.config_hash(), mmap=True)
+        except (UnreadableWeightsError, WeightMismatchError):
+            continue  # another config under the same name, or damage: not this run
+        saved = world_size_of(ckpt)
+        if saved != world and path.parent.name == run_id_of(cfg, data, saved):
+            return path, saved
+    return None
 
 
 def build_evaluator(data: ReIDData, cfg: RunConfig, settings: DeviceSettings) -> RetrievalEvaluator:

@@ -1,6 +1,12 @@
 """Construction of a training run from its config: the one place that builds the trainer's
 collaborators (dataset, per-epoch loader, objective, optimizer, scheduler, hooks) and calls
-:func:`reid_core.engine.trainer.fit`."""
+:func:`reid_core.engine.trainer.fit`.
+
+Under torchrun (several processes, :mod:`reid_core.utils.distributed`) the same function builds
+the DDP run: SyncBatchNorm if ``model.sync_bn`` (CUDA), the DDP training forward, each rank's
+share of every global batch, the BN averaging hook (per-rank BN), per-rank augmentation seeds,
+and the console log on rank 0 only. The config checks that make this valid come first
+(:func:`reid_core.app.ddp.check_distributed`)."""
 
 from __future__ import annotations
 
@@ -21,12 +27,15 @@ from reid_core.data.sidecars import MarketSidecars
 from reid_core.data.transforms import build_train_transform
 from reid_core.engine.checkpoint import RunClock
 from reid_core.engine.hooks import (
-    Checkpointer, ConsoleLog, EpochSwitch, Evaluation, Evaluator, NonFiniteGuard, StepCallback)
+    BatchNormAverage, Checkpointer, ConsoleLog, EpochSwitch, Evaluation, Evaluator,
+    NonFiniteGuard, StepCallback)
 from reid_core.engine.loader import EpochLoader
 from reid_core.engine.optim import build_optimizer, build_scheduler
 from reid_core.engine.trainer import Hook, StepHook, fit
 from reid_core.losses import build_objective
+from reid_core.utils import distributed
 from reid_core.utils.device import DeviceSettings
+from reid_core.utils.seed import seed_everything
 
 
 def train(
@@ -59,9 +68,12 @@ def train(
     """
     console = console or Console()
     clock = clock or RunClock.fresh()
+    world, rank = distributed.world_size(), distributed.rank()
     model.to(device.device)
     if device.channels_last:
         model.to(memory_format=torch.channels_last)
+    if world > 1 and cfg.model.sync_bn:
+        distributed.convert_sync_batchnorm(model)
     objective = build_objective(cfg.loss, model)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)
@@ -69,17 +81,27 @@ def train(
     loader = EpochLoader(dataset, train_items, batch_size=cfg.data.batch_size,
                          num_instances=cfg.data.num_instances, seed=cfg.seed,
                          workers=cfg.data.workers, pin_memory=device.is_cuda,
-                         sampler=cfg.data.sampler)
+                         sampler=cfg.data.sampler, world_size=world, rank=rank)
+    # DDP broadcasts rank 0's weights when it wraps the model; from here on each rank draws
+    # its own augmentations (a resumed run restores every rank's RNG from the checkpoint).
+    train_forward = distributed.DDPForward(model, device) if world > 1 else None
+    if world > 1:
+        seed_everything(distributed.rank_seed(cfg.seed, rank))
     model_section = dataclasses.asdict(cfg.model)
     hooks: list[Hook] = [EpochSwitch(), NonFiniteGuard(checkpoint)]
     if on_step is not None:
         hooks.append(StepCallback(on_step))
-    hooks += [Evaluation(evaluate, cfg.eval.every), *extra_hooks,
-              ConsoleLog(console, objective.names),
-              Checkpointer(checkpoint, cfg.config_hash(), clock, resume=resume, console=console,
-                           migrate_history=lambda h: migrate_history(h, model_section))]
+    if world > 1 and not cfg.model.sync_bn:
+        hooks.append(BatchNormAverage())
+    hooks += [Evaluation(evaluate, cfg.eval.every), *extra_hooks]
+    if distributed.is_main():
+        hooks.append(ConsoleLog(console, objective.names))
+    hooks.append(Checkpointer(checkpoint, cfg.config_hash(), clock, resume=resume,
+                              console=console,
+                              migrate_history=lambda h: migrate_history(h, model_section)))
     return fit(model, loader, objective, optimizer, scheduler, device=device,
-               epochs=cfg.optim.epochs, scaler=device.grad_scaler(), hooks=hooks)
+               epochs=cfg.optim.epochs, scaler=device.grad_scaler(), hooks=hooks,
+               train_forward=train_forward)
 
 
 def training_dataset(items: Sequence[ImageItem], cfg: RunConfig,

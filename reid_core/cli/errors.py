@@ -4,6 +4,10 @@ A user error (:data:`reid_core.app.experiment.USER_ERRORS`: a bad config, datase
 state, a full disk, ...) is one unwrapped line ``error: Type: message`` (it may name a path, so
 it is never wrapped: copy-pasteable) and exit code 2; Ctrl-C is one line and exit code 130.
 Everything else is a bug and keeps its traceback.
+
+Several processes (torchrun): an error that every rank raised together (a failed check,
+:func:`reid_core.utils.distributed.agree`) is printed once, by rank 0; any other error of a
+rank other than 0 is printed with its rank (``[rank 1] error: ...``).
 """
 
 from __future__ import annotations
@@ -26,11 +30,17 @@ INTERRUPTED = ("nothing half-written was left; a training run keeps its checkpoi
 
 
 def print_error(console: Console, error: BaseException) -> None:
-    """Print a user error as one line (markup in the message is printed as is)."""
+    """Print a user error as one line (markup in the message is printed as is); nothing on a
+    rank other than 0 when rank 0 prints the same error."""
     from reid_core.app.experiment import describe_error
+    from reid_core.utils.distributed import REPORTED_BY_MAIN, launch_rank
 
-    console.print(f"[bold red]error:[/] {escape(describe_error(error))}", highlight=False,
-                  soft_wrap=True)
+    if getattr(error, REPORTED_BY_MAIN, False):
+        return
+    rank = launch_rank()
+    prefix = f"[rank {rank}] " if rank else ""
+    console.print(f"{escape(prefix)}[bold red]error:[/] {escape(describe_error(error))}",
+                  highlight=False, soft_wrap=True)
 
 
 def run_guarded(command: Callable[[], int], console: Console) -> int:

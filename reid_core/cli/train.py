@@ -1,4 +1,9 @@
-"""``train``: train and evaluate one config, write its run record."""
+"""``train``: train and evaluate one config, write its run record.
+
+Under ``torchrun --nproc-per-node N -m reid_core train ...`` the N processes train the run
+together (DDP, :mod:`reid_core.utils.distributed`): they join one process group first, then
+every step, the config's loading included, fails on all of them at once when it fails on one.
+"""
 
 from __future__ import annotations
 
@@ -27,13 +32,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    from reid_core.app.experiment import run_experiment
+    from reid_core.app.experiment import describe_error, run_experiment
     from reid_core.config import load_config, parse_overrides
+    from reid_core.utils import distributed
 
-    overrides = parse_overrides(args.set or [])
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    cfg = load_config(args.config, overrides)
-    run_experiment(cfg, data_root=args.data_root, out=args.out, device=args.device,
-                   resume=args.resume, force=args.force, console=console)
+    def config():
+        overrides = parse_overrides(args.set or [])
+        if args.seed is not None:
+            overrides["seed"] = args.seed
+        return load_config(args.config, overrides)
+
+    with distributed.session(args.device):
+        cfg = distributed.agree(config, describe=describe_error)
+        run_experiment(cfg, data_root=args.data_root, out=args.out, device=args.device,
+                       resume=args.resume, force=args.force, console=console)
     return 0

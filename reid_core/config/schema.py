@@ -102,6 +102,11 @@ class ModelConfig:
     #: U(0, 1), PyTorch <= 1.1, under which RGA's code (torch 0.4.0) ran. Heads and
     #: deep-supervision classifiers set their BN weights explicitly; pretrained trunks load them.
     bn_weight_init: Literal["ones", "uniform"] = field(default="ones", metadata=ADDED)
+    #: Several processes (``torchrun``) on CUDA: SyncBatchNorm, BN statistics over the whole
+    #: global batch. Off (the default): BN per rank on its share of the batch, running
+    #: statistics averaged over the ranks before every evaluation and checkpoint. torch has no
+    #: SyncBatchNorm on CPU, so there it is an error; in one process it changes nothing.
+    sync_bn: bool = field(default=False, metadata=ADDED)
 
 
 @dataclass

@@ -12,12 +12,19 @@ Every sampler draws its epoch once, in the constructor, from the epoch's ``gener
 one per epoch (``reid_core.utils.seed.epoch_generator``) so that ``len()`` is exact and an
 epoch's batches do not depend on earlier epochs (exact resume). Batches are consecutive runs of
 ``batch_size`` indices; the last incomplete one is dropped (``drop_last``).
+
+**Several processes (DDP)** share each batch the fast-reid way (:class:`RankShard`): every rank
+draws the same *global* epoch from the shared (seed, epoch) generator, cuts it into the same
+global batches, and takes its contiguous chunk of each: with P x K sampling, rank r of W gets
+identities ``[r * P / W, (r + 1) * P / W)`` of every batch, K images each, so an identity is
+never split across ranks (the triplet term mines within a rank's chunk).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from typing import ClassVar
 
 import torch
 from torch.utils.data import Sampler
@@ -42,9 +49,13 @@ def _check_sizes(batch_size: int, num_instances: int) -> None:
 
 
 class _EpochSampler(Sampler[int]):
-    """An epoch's indices, drawn in the constructor (``self.indices``)."""
+    """An epoch's indices, drawn in the constructor (``self.indices``).
+
+    ``groups_identities``: every batch is P identities x K consecutive images (so a DDP rank's
+    contiguous chunk holds whole identities when P is divisible by the world size)."""
 
     indices: list[int]
+    groups_identities: ClassVar[bool] = False
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
@@ -67,6 +78,8 @@ class RandomIdentitySampler(_EpochSampler):
         num_instances: K.
         generator: this epoch's randomness.
     """
+
+    groups_identities: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -118,6 +131,8 @@ class IdentityOnceSampler(_EpochSampler):
         generator: this epoch's randomness.
     """
 
+    groups_identities: ClassVar[bool] = True
+
     def __init__(self, items: Sequence[ImageItem], batch_size: int, num_instances: int,
                  generator: torch.Generator | None = None) -> None:
         _check_sizes(batch_size, num_instances)
@@ -160,6 +175,34 @@ class ShuffleSampler(_EpochSampler):
             raise ValueError(f"the training set has {len(items)} images, fewer than one batch "
                              f"of {batch_size}; lower data.batch_size")
         self.indices = torch.randperm(len(items), generator=generator).tolist()
+
+
+def shard_batches(indices: Sequence[int], batch_size: int, world_size: int,
+                  rank: int) -> list[int]:
+    """Rank ``rank``'s chunk of every full global batch of ``indices``, concatenated: global
+    batch j is ``indices[j * batch_size:(j + 1) * batch_size]`` (an incomplete last one is
+    dropped, as one process drops it), and its chunk r is the r-th of ``world_size`` equal,
+    contiguous parts."""
+    if batch_size % world_size:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the world size "
+                         f"{world_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, {world_size})")
+    share = batch_size // world_size
+    out: list[int] = []
+    for start in range(0, len(indices) - batch_size + 1, batch_size):
+        out.extend(indices[start + rank * share:start + (rank + 1) * share])
+    return out
+
+
+class RankShard(_EpochSampler):
+    """One rank's share of another sampler's epoch (:func:`shard_batches`): read in batches of
+    ``batch_size // world_size`` it yields, step by step, this rank's chunk of the global batch
+    the single-process sampler would yield."""
+
+    def __init__(self, sampler: _EpochSampler, batch_size: int, world_size: int,
+                 rank: int) -> None:
+        self.indices = shard_batches(sampler.indices, batch_size, world_size, rank)
 
 
 #: ``data.sampler`` name -> sampler class, called as ``cls(items, batch_size, K, generator)``.

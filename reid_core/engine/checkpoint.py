@@ -11,6 +11,13 @@ written into the run record. Two files per run id::
 A finished attempt's ``last.pt`` becomes ``final.pt`` after its record is written, so a
 ``--force`` re-run that is interrupted leaves the earlier finished weights (and record) intact,
 and :func:`finished_checkpoint` never hands a half-trained model out under a finished name.
+
+**Several processes (DDP).** Rank 0 writes the checkpoint (the ranks' models and optimizers are
+identical: the gradients are averaged, BN statistics averaged before it is written). It records
+the world size (``distributed.world_size``; a checkpoint without it was written by one
+process) and, for exact resume, every rank's RNG states (``rng_ranks``, in rank order; ``rng``
+stays rank 0's). A run resumes only with the world size it was written with
+(:func:`check_world_size`): the per-rank batch, hence BN and triplet mining, depend on it.
 """
 
 from __future__ import annotations
@@ -95,11 +102,15 @@ def checkpoint_state(
     history: list[dict[str, Any]],
     run: dict[str, Any] | None = None,
     snapshot: bool = False,
+    world_size: int = 1,
+    rng_ranks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """What a checkpoint after ``epoch`` (1-based count of finished epochs) holds; ``run`` is
     :meth:`RunClock.state` (attempt id and wall time so far). With ``snapshot`` every tensor is
     copied to host memory (and everything else deep-copied), so that training may go on while
-    it is written (:class:`CheckpointWriter`)."""
+    it is written (:class:`CheckpointWriter`). ``world_size`` and ``rng_ranks`` (every rank's
+    :func:`~reid_core.utils.seed.capture_rng_state`, several processes only): see the module
+    docstring."""
     state = {
         "format_version": FORMAT_VERSION,
         "config_hash": config_hash,
@@ -111,7 +122,10 @@ def checkpoint_state(
         "rng": capture_rng_state(),
         "history": history,
         "run": run or {},
+        "distributed": {"world_size": world_size},
     }
+    if rng_ranks is not None:
+        state["rng_ranks"] = rng_ranks
     if not snapshot:
         return state
     # torch.load(map_location="cpu") reads every checkpoint to host memory anyway.
@@ -198,6 +212,33 @@ def read_checkpoint(path: Path, expected_hash: str | None = None,
     return ckpt
 
 
+def world_size_of(ckpt: dict[str, Any]) -> int:
+    """How many processes wrote ``ckpt`` (1 for checkpoints from before DDP)."""
+    return int((ckpt.get("distributed") or {}).get("world_size", 1))
+
+
+def processes(n: int) -> str:
+    return f"{n} process{'es' if n != 1 else ''}"
+
+
+def world_size_mismatch(path: Path, saved: int, now: int) -> str:
+    """The message of a resume with another world size than the checkpoint's."""
+    relaunch = ("python -m reid_core train ... --resume" if saved == 1 else
+                f"torchrun --nproc-per-node {saved} -m reid_core train ... --resume")
+    return (f"{path} was written by a run of {processes(saved)} (world size {saved}); this run "
+            f"has {processes(now)} (world size {now}). A run resumes only with its own world "
+            f"size (the per-rank batch changes BN and triplet mining, hence the results): "
+            f"continue it with `{relaunch}`, or train a {processes(now)} run without --resume "
+            f"(another run id)")
+
+
+def check_world_size(path: Path, ckpt: dict[str, Any], now: int) -> None:
+    """Raises WeightMismatchError when ``ckpt`` was written with another world size."""
+    saved = world_size_of(ckpt)
+    if saved != now:
+        raise WeightMismatchError(world_size_mismatch(path, saved, now))
+
+
 def attempt_of(ckpt: dict[str, Any]) -> str | None:
     return (ckpt.get("run") or {}).get("attempt")
 
@@ -255,5 +296,6 @@ def load_model_weights(model: nn.Module, path: Path) -> None:
 
 
 __all__ = ["FINAL", "LAST", "CheckpointWriter", "RunClock", "StaleCheckpointError",
-           "UnreadableWeightsError", "attempt_of", "checkpoint_state", "finalize",
-           "finished_checkpoint", "load_model_weights", "read_checkpoint", "write_checkpoint"]
+           "UnreadableWeightsError", "attempt_of", "check_world_size", "checkpoint_state",
+           "finalize", "finished_checkpoint", "load_model_weights", "processes",
+           "read_checkpoint", "world_size_mismatch", "world_size_of", "write_checkpoint"]

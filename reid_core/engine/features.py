@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from reid_core.data.base import ImageItem
 from reid_core.data.batch import CAMID, IMG, PID
@@ -19,7 +19,7 @@ from reid_core.utils.device import DeviceSettings
 @torch.no_grad()
 def extract_features(
     model: nn.Module,
-    items: Sequence[ImageItem] | ImageDataset,
+    items: Sequence[ImageItem] | Dataset,
     transform=None,
     *,
     device: DeviceSettings,
@@ -32,7 +32,8 @@ def extract_features(
 
     Args:
         model: returns a :class:`reid_core.models.ModelOutput` (test features by name).
-        items: ``(path, pid, camid)`` items, or a ready :class:`ImageDataset`.
+        items: ``(path, pid, camid)`` items, or a ready dataset (an :class:`ImageDataset`, or a
+            ``Subset`` of one: a rank's shard of an evaluation).
         transform: the test transform (ignored when ``items`` is a dataset).
         flip: average each feature with that of the horizontally flipped image.
         features: the test features to keep, by name (``eval.features``); ``None`` = every
@@ -45,7 +46,7 @@ def extract_features(
     Raises:
         KeyError: a feature the model does not produce (lists the ones it does).
     """
-    dataset = items if isinstance(items, ImageDataset) else ImageDataset(
+    dataset = items if isinstance(items, Dataset) else ImageDataset(
         items, transform, cache=cache_decoded(len(items), workers))
     # An explicit generator keeps this loader from drawing on the global RNG (exact resume).
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,

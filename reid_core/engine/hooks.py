@@ -1,9 +1,10 @@
 """The trainer's hooks: everything a run does around the loop (:mod:`reid_core.engine.trainer`).
 
 The application layer passes them in this order, which matters at ``after_epoch``:
-:class:`EpochSwitch`, :class:`NonFiniteGuard`, :class:`StepCallback`, :class:`Evaluation`
-(writes ``stats["eval"]``), :class:`ConsoleLog` (prints the epoch, with its evaluation),
-:class:`Checkpointer` (saves the epoch, with its evaluation and log). Add a hook by subclassing
+:class:`EpochSwitch`, :class:`NonFiniteGuard`, :class:`StepCallback`, :class:`BatchNormAverage`
+(several processes: the ranks' BN statistics averaged), :class:`Evaluation` (writes
+``stats["eval"]``), :class:`ConsoleLog` (prints the epoch, with its evaluation; rank 0 only),
+:class:`Checkpointer` (saves the epoch, with its evaluation and log; rank 0 writes). Add a hook by subclassing
 :class:`~reid_core.engine.trainer.Hook`.
 """
 
@@ -19,11 +20,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from reid_core.engine.checkpoint import (
-    CheckpointWriter, RunClock, checkpoint_state, read_checkpoint)
+    CheckpointWriter, RunClock, check_world_size, checkpoint_state, read_checkpoint)
 from reid_core.engine.trainer import Hook, NonFiniteLossError, StepHook, TrainState
 from reid_core.models.weights import WeightMismatchError, load_state_strict
+from reid_core.utils import distributed
 from reid_core.utils.io import OutputWriteError
-from reid_core.utils.seed import restore_rng_state
+from reid_core.utils.seed import capture_rng_state, restore_rng_state
 
 Evaluator = Callable[[nn.Module], dict[str, Any]]
 
@@ -70,6 +72,17 @@ class StepCallback(Hook):
 
     def after_step(self, state: TrainState) -> None:
         self.fn(state.epoch, state.iteration, state.loss)
+
+
+class BatchNormAverage(Hook):
+    """Several processes with per-rank BatchNorm: after every epoch, before the evaluation and
+    the checkpoint, each BN layer's running mean and variance become their mean over the ranks
+    (:func:`reid_core.utils.distributed.average_batchnorm_stats`, timm's ``distribute_bn``),
+    so every rank evaluates the same model and ``last.pt`` / ``final.pt`` hold the statistics
+    the record was evaluated with. Training itself never reads running statistics."""
+
+    def after_epoch(self, state: TrainState) -> None:
+        distributed.average_batchnorm_stats(state.model)
 
 
 class Evaluation(Hook):
@@ -153,6 +166,10 @@ class Checkpointer(Hook):
     attempt on ``clock`` (:meth:`RunClock.continue_from`), so the caller's clock describes the
     whole run. ``config_hash`` must match the checkpoint's; a format-1 checkpoint's history is
     renamed by ``migrate_history``.
+
+    Several processes: every rank restores the checkpoint (its own RNG states from
+    ``rng_ranks``; a checkpoint of another world size is refused), every rank's RNG states are
+    gathered after each epoch, and rank 0 alone writes.
     """
 
     def __init__(self, path: Path, config_hash: str, clock: RunClock, *, resume: bool,
@@ -167,15 +184,18 @@ class Checkpointer(Hook):
         self._resumed_epoch: int | None = None
 
     def before_train(self, state: TrainState) -> None:
-        self._writer = CheckpointWriter(self.path)
+        if distributed.is_main():
+            self._writer = CheckpointWriter(self.path)
         if not (self.resume and self.path.is_file()):
             return
         ckpt = read_checkpoint(self.path, expected_hash=self.config_hash)
+        world = distributed.world_size()
+        check_world_size(self.path, ckpt, world)
         load_state_strict(state.model, ckpt["model"], str(self.path))
         state.optimizer.load_state_dict(ckpt["optimizer"])
         state.scheduler.load_state_dict(ckpt["scheduler"])
         state.scaler.load_state_dict(ckpt["scaler"])
-        restore_rng_state(ckpt["rng"])
+        restore_rng_state(ckpt["rng_ranks"][distributed.rank()] if world > 1 else ckpt["rng"])
         state.epoch, state.history = ckpt["epoch"], ckpt["history"]
         if ckpt["format_version"] == 1 and self.migrate_history is not None:
             state.history = self.migrate_history(state.history)
@@ -190,11 +210,17 @@ class Checkpointer(Hook):
 
     def after_epoch(self, state: TrainState) -> None:
         done = state.epoch + 1
+        world = distributed.world_size()
+        # A collective: every rank takes part, rank 0 writes what all of them sent.
+        rng_ranks = distributed.all_gather_object(capture_rng_state()) if world > 1 else None
+        if not distributed.is_main():
+            return
         assert self._writer is not None, "before_train starts the writer"
         self._surface_errors(lambda: self._writer.submit(lambda: checkpoint_state(
             model=state.model, optimizer=state.optimizer, scheduler=state.scheduler,
             scaler=state.scaler, epoch=done, config_hash=self.config_hash,
-            history=state.history, run=self.clock.state(done), snapshot=True)))
+            history=state.history, run=self.clock.state(done), snapshot=True,
+            world_size=world, rng_ranks=rng_ranks)))
 
     def after_train(self, state: TrainState) -> None:
         if self._writer is not None:

@@ -13,6 +13,13 @@ points with the :class:`TrainState`:
 * ``after_train``    always called, also when training stops on an error.
 
 Training accuracy comes from the head (``model.head.accuracy``), the loss from the objective.
+
+**Several processes (DDP).** ``train_forward`` (a :class:`reid_core.utils.distributed.DDPForward`)
+runs the training forward, so that ``backward`` averages the gradients over the ranks; ``model``
+stays the plain module that hooks, checkpoints and the evaluation see. Each step's loss and
+terms are averaged over the ranks before ``after_loss`` (so the NaN guard stops every rank at
+the same step, and the history is the global batch's), accuracy and throughput are summed over
+the ranks. In one process these reductions return their input: the loop is unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from torch import nn
 
 from reid_core.data.batch import PID
 from reid_core.losses import Objective
+from reid_core.utils import distributed
 from reid_core.utils.device import DeviceSettings
 
 #: Called after every optimiser step with (epoch, iteration, loss), both 0-based: for observers
@@ -59,6 +67,8 @@ class TrainState:
     parts: dict[str, float] = field(default_factory=dict)  #: the last step's terms
     history: list[dict[str, Any]] = field(default_factory=list)  #: one dict per finished epoch
     stats: dict[str, Any] = field(default_factory=dict)  #: the epoch just finished
+    #: What runs the training forward: ``model`` itself, or its DDP wrapper (several processes).
+    train_forward: Callable[..., Any] | None = None
 
 
 class Hook:
@@ -83,11 +93,16 @@ def fit(
     epochs: int,
     scaler: torch.amp.GradScaler | None = None,
     hooks: Sequence[Hook] = (),
+    train_forward: Callable[..., Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` (already on ``device``) until ``epochs`` epochs are done; return the
     per-epoch history (``epoch``, ``loss``, one mean per objective term, ``train_acc``,
-    ``time_s``, ``images_per_s``, ``lr``, and what ``after_epoch`` hooks add, e.g. ``eval``)."""
-    state = TrainState(model, optimizer, scheduler, scaler or device.grad_scaler(), epochs)
+    ``time_s``, ``images_per_s``, ``lr``, and what ``after_epoch`` hooks add, e.g. ``eval``).
+
+    ``train_forward``: the module that runs the training forward when it is not ``model``
+    itself (its DDP wrapper: see the module docstring)."""
+    state = TrainState(model, optimizer, scheduler, scaler or device.grad_scaler(), epochs,
+                       train_forward=train_forward)
 
     def call(point: str) -> None:
         for hook in hooks:
@@ -115,6 +130,7 @@ def _train_one_epoch(state: TrainState, batches: Iterable[Mapping[str, Any]],
                      objective: Objective, device: DeviceSettings,
                      call: Callable[[str], None]) -> dict[str, Any]:
     model, optimizer, scaler = state.model, state.optimizer, state.scaler
+    forward = state.train_forward or model
     model.train()
     t0 = time.perf_counter()
     sums: dict[str, float] = {}
@@ -122,9 +138,10 @@ def _train_one_epoch(state: TrainState, batches: Iterable[Mapping[str, Any]],
     for it, batch in enumerate(batches):
         batch = device.to_device(batch)
         with device.autocast():
-            out = model(batch)
+            out = forward(batch)
             loss, parts = objective(out, batch)
-        state.iteration, state.loss, state.parts = it, float(loss.detach()), parts
+        state.iteration = it
+        state.loss, state.parts = _global_mean(float(loss.detach()), parts)
         call("after_loss")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -135,8 +152,18 @@ def _train_one_epoch(state: TrainState, batches: Iterable[Mapping[str, Any]],
             sums[k] = sums.get(k, 0.0) + v
         correct += model.head.accuracy(out, batch[PID])
         seen += len(batch[PID])
+    if distributed.world_size() > 1:
+        correct, seen = distributed.all_reduce_sum([correct, seen])
     n = max(state.batches_per_epoch, 1)
     elapsed = time.perf_counter() - t0
     return {"epoch": state.epoch + 1, **{k: v / n for k, v in sums.items()},
             "train_acc": correct / max(seen, 1), "time_s": round(elapsed, 2),
             "images_per_s": round(seen / elapsed, 1) if elapsed > 0 else None}
+
+
+def _global_mean(loss: float, parts: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """The step's loss and terms averaged over the ranks (as they are in one process)."""
+    if distributed.world_size() == 1:
+        return loss, parts
+    mean = distributed.all_reduce_mean([loss, *parts.values()])
+    return mean[0], dict(zip(parts, mean[1:]))

@@ -19,6 +19,14 @@ stores): under the ``market`` protocol each feature's entry also holds
 ``"per_query"`` = :func:`per_query_results`, the per-query AP and first-hit rank from which
 R-k and mAP are recomputed query by query (the paired bootstrap of the report's claim verdicts,
 :mod:`reid_core.results.report.uncertainty`). The metric values are unchanged by it.
+
+**Several processes (DDP).** Step 1 is shared: each rank extracts the features of its shard of
+query, gallery (and ``gt_bbox``) images, cut in whole evaluation batches
+(:func:`reid_core.utils.distributed.shard_bounds`), and the shards are gathered to every rank in
+dataset order (:func:`~reid_core.utils.distributed.gather_rows`). Since each batch is one the
+single process would run, the gathered features are those of a one-process extraction, bit for
+bit (same thread count). Rank 0 alone then runs steps 2-4, the code a single process runs; the
+other ranks return ``{}``.
 """
 
 from __future__ import annotations
@@ -28,8 +36,10 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Subset
 
 from reid_core.config import DataConfig, EvalConfig
 from reid_core.data.base import ImageItem
@@ -41,6 +51,7 @@ from reid_core.metrics.distance import compute_distance_matrix
 from reid_core.metrics.multi_query import MultiQueryError, pool_multi_query
 from reid_core.metrics.rank import RankMetrics, evaluate_rank_metrics
 from reid_core.metrics.rerank import re_ranking
+from reid_core.utils import distributed
 from reid_core.utils.device import DeviceSettings
 
 PROTOCOLS = ("market", "cuhk03_classic")
@@ -82,6 +93,10 @@ def per_query_results(m: RankMetrics, q_pids: np.ndarray, q_cams: np.ndarray) ->
     first = [r - 1 if r > 0 else None for r in m.first_match_rank.tolist()]
     return {"queries": int(m.num_queries), "valid": int(m.num_valid_queries),
             "query_digest": query_digest(q_pids, q_cams), "ap": ap, "first_hit": first}
+
+
+def _int64_rows(ids: Any) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(ids, dtype=np.int64))
 
 
 class RetrievalEvaluator:
@@ -160,15 +175,33 @@ class RetrievalEvaluator:
         return self._extract(model, self.query), self._extract(model, self.gallery)
 
     def _extract(self, model: nn.Module, dataset: ImageDataset):
+        if distributed.world_size() == 1:
+            return self._extract_local(model, dataset)
+        start, stop = distributed.shard_bounds(len(dataset), self.cfg.batch_size)
+        if stop > start:
+            feats, pids, cams = self._extract_local(model, Subset(dataset, range(start, stop)))
+        else:  # more ranks than evaluation batches: this rank has none
+            feats = {name: torch.zeros((0, 0)) for name in self.cfg.features}
+            pids = cams = np.zeros(0, dtype=np.int64)
+        gather = distributed.gather_rows
+        return ({name: gather(f) for name, f in feats.items()},
+                gather(_int64_rows(pids)).numpy(), gather(_int64_rows(cams)).numpy())
+
+    def _extract_local(self, model: nn.Module, dataset):
         return extract_features(model, dataset, device=self.device,
                                 batch_size=self.cfg.batch_size, flip=self.cfg.flip,
                                 workers=self.workers, features=self.cfg.features)
 
     def distances(self, model: nn.Module) -> tuple[dict[str, Any], tuple[np.ndarray, ...]]:
         """``({feature: (Q, G) distances}, (q_pids, g_pids, q_cams, g_cams))`` after steps 1-3
-        of the module docstring (what the metrics and the ranked-list figures rank)."""
+        of the module docstring (what the metrics and the ranked-list figures rank). Several
+        processes: every rank extracts its shard, rank 0 alone computes (the others get
+        ``{}``)."""
         (qf, q_pids, q_cams), (gf, g_pids, g_cams) = self.features(model)
         mq = self._extract(model, self.gt_bbox) if self.gt_bbox is not None else None
+        ids = tuple(np.asarray(a) for a in (q_pids, g_pids, q_cams, g_cams))
+        if not distributed.is_main():
+            return {}, ids
         out = {}
         for name in self.cfg.features:
             q, g = qf[name], gf[name]
@@ -185,7 +218,6 @@ class RetrievalEvaluator:
                                        self.cfg.rerank_lambda, base=self.cfg.distance)
             else:
                 out[name] = compute_distance_matrix(q, g, self.cfg.distance)
-        ids = tuple(np.asarray(a) for a in (q_pids, g_pids, q_cams, g_cams))
         return out, ids
 
     def __call__(self, model: nn.Module, *, per_query: bool = False) -> dict[str, dict[str, Any]]:

@@ -49,8 +49,9 @@ def config_identity(config: Mapping[str, Any], where: str = "record config") -> 
 
 def recipe_key(record: Mapping[str, Any]) -> str | None:
     """Digest of the record's config identity without the seed (:func:`config_identity`) and of
-    the data identity it ran on (``dataset.identity``), and of the pretrained weights' identity
-    when it has one (``run_identity.weights``); records of one recipe differ only by seed.
+    the data identity it ran on (``dataset.identity``), of the pretrained weights' identity
+    when it has one (``run_identity.weights``) and of the world size of a run of several
+    processes (``run_identity.world_size``); records of one recipe differ only by seed.
     None when the record carries no config.
 
     A ``config`` this code cannot validate (a hand-written record, a config of a future format)
@@ -71,6 +72,10 @@ def recipe_key(record: Mapping[str, Any]) -> str | None:
     # synthetic trunk's specification), when it had any: runs from another trunk under the
     # same name are another recipe. Records from random init have none (their key is as before).
     weights = (record.get("run_identity") or {}).get("weights")
+    # And the number of processes that trained it (run_identity["world_size"], several
+    # processes only): a DDP run's per-rank BN and triplet batches change its results.
+    world = (record.get("run_identity") or {}).get("world_size")
     canon = json.dumps({"config": identity, **({"data": data} if data else {}),
-                        **({"weights": weights} if weights else {})}, sort_keys=True)
+                        **({"weights": weights} if weights else {}),
+                        **({"world_size": world} if world else {})}, sort_keys=True)
     return hashlib.sha256(canon.encode()).hexdigest()[:12]

@@ -159,16 +159,21 @@ class RunRecord(Record):
 
     KEY_ORDER: ClassVar[tuple[str, ...]] = (
         "format_version", "run_id", "attempt", "config_name", "config_hash", "seed", "config",
-        "dataset", "run_identity", "device", "versions", "command", "started_at", "finished_at",
-        "wall_time_s", "segments", "peak_memory", "resumed_from_epoch", "pretrained",
+        "dataset", "run_identity", "device", "distributed", "versions", "command", "started_at",
+        "finished_at", "wall_time_s", "segments", "peak_memory", "resumed_from_epoch", "pretrained",
         "pretrained_description", "profile", "metrics_unit", "history", "final",
         "primary_feature")
     NULLABLE: ClassVar[frozenset[str]] = frozenset({"resumed_from_epoch", "pretrained", "profile"})
 
     #: Which training attempt of this run id (a ``--force`` re-run is a new attempt).
     attempt: int | None = None
-    #: What the run started from besides its config (data identity, weights file digest).
+    #: What the run started from besides its config (data identity, weights file digest; the
+    #: world size of a run of several processes).
     run_identity: dict[str, Any] | None = None
+    #: How many processes trained it: ``{"world_size", "per_rank_batch", "backend", "bn_mode"}``
+    #: (``reid_core.app.ddp.distributed_record``; absent in records written before DDP: one
+    #: process).
+    distributed: dict[str, Any] | None = None
     command: str | None = None
     started_at: str | None = None
     #: The timed segments of the attempt (a resumed run has several).

@@ -40,6 +40,7 @@ def header_lines(comp: Comparison) -> list[str]:
         f"{len(table.configs())} reproducible configs",
         f"- **Dataset(s):** {_datasets_text(comp)}",
         f"- **Device(s):** {counted(_device_text(r) for r in records)}",
+        f"- **Processes:** {counted(_processes_text(r) for r in records)}",
         f"- **Code version (git commit):** {counted(_commit_text(r) for r in records)}",
         environment.bullet(),
         f"- **Finished:** {_date_range(records)}",
@@ -162,6 +163,23 @@ def _device_text(record: Mapping[str, Any]) -> str:
     if device.get("amp"):
         text += f" (AMP {device.get('amp_dtype') or ''})".replace(" )", ")")
     return text
+
+
+#: How a report names a DDP run's BatchNorm mode (every mode of ``BN_MODES`` but one process).
+_BN_MODE_TEXT: dict[str, str] = {"per_rank_bn_averaged": "BN averaged before eval",
+                                 "sync_bn": "SyncBN"}
+
+
+def _processes_text(record: Mapping[str, Any]) -> str:
+    """``1 process`` (also a record from before DDP, which has no ``distributed``), or
+    ``2 processes (DDP, per-rank batch 16, BN averaged before eval)``."""
+    info = record.get("distributed")
+    world = info.get("world_size") if isinstance(info, Mapping) else None
+    if not isinstance(world, int) or world <= 1:
+        return "1 process"
+    mode = str(info.get("bn_mode"))
+    return (f"{world} processes (DDP, per-rank batch {info.get('per_rank_batch', '?')}, "
+            f"{_BN_MODE_TEXT.get(mode, mode)})")
 
 
 def _commit_text(record: Mapping[str, Any]) -> str:
