@@ -248,3 +248,18 @@ def test_reproduce_scripts_take_the_scheduler_flags(capsys) -> None:
         main("rga_table1", ["--executor", "local", "--slurm-qos", "high"])
     assert exit_info.value.code == 2
     assert "Slurm options need --executor slurm" in capsys.readouterr().err
+
+
+def test_a_job_of_several_processes_trains_its_run_with_ddp(tmp_path, synthetic_cache) -> None:
+    """--gpus-per-job 2 on this CPU machine: submitit starts 2 tasks, the job exports the
+    torchrun variables and the run trains as one 2-process DDP run (gloo), its own run id."""
+    out = tmp_path / "results"
+    cfg = cfg_of("tiny_a", 0, epochs=1)
+    opts = options(gpus_per_job=2, local_parallel=1)
+    sub = submit_sweep("tiny_table", [cfg], namespace(out, synthetic_cache), opts, Console())
+    (run_id,) = wait_for(sub, opts, Console())
+    record = json.loads(RunStore(out).record_path(run_id).read_text())
+    assert record["distributed"]["world_size"] == 2
+    assert record["distributed"]["backend"] == "gloo"
+    single = plan_runs([cfg], out, str(synthetic_cache), force=False)[0].run_id
+    assert single != run_id  # one process would be another run

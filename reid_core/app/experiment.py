@@ -13,6 +13,7 @@ prints, writes the record and the checkpoints; the world size is part of the run
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -38,6 +39,7 @@ from reid_core.models import (
     WeightMismatchError, build_model, check_pretrained_name, pretrained_source)
 from reid_core.models.weights import UnreadableWeightsError
 from reid_core.app import pretrain  # noqa: F401  (registers model.pretrained: synthetic)
+from reid_core.results.claims import RunBusyError, RunLock
 from reid_core.results.identity import make_run_id
 from reid_core.results.record_types import RunRecord
 from reid_core.results.records import command_line, software_versions, utc_now
@@ -62,7 +64,7 @@ class OutputDirError(ValueError):
 #: traceback. ConfigError, the dataset, device and checkpoint errors are ValueErrors.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, KeyError, WeightMismatchError, NonFiniteLossError, RunStateError, OSError,
-    distributed.PeerFailedError)
+    distributed.PeerFailedError, RunBusyError)
 
 
 def describe_error(e: BaseException) -> str:
@@ -241,13 +243,25 @@ def run_experiment(
         on_step: passed to :func:`~reid_core.engine.trainer.fit` (called after every step).
     """
     distributed.require_group_if_launched()
+    with contextlib.ExitStack() as held:  # the run's lock, taken by _prepare (rank 0)
+        return _run_experiment(cfg, data_root=data_root, out=out, device=device,
+                               resume=resume, force=force, console=console, profile=profile,
+                               on_step=on_step, note_fresh_start=note_fresh_start, held=held)
+
+
+def _run_experiment(cfg: RunConfig, *, data_root: str | Path | None, out: str | Path,
+                    device: str, resume: bool, force: bool, console: Console | None,
+                    profile: str | None, on_step: StepHook | None, note_fresh_start: bool,
+                    held: contextlib.ExitStack) -> dict[str, Any]:
+    """:func:`run_experiment`'s body; ``held`` keeps the run's lock until it returns."""
     main = distributed.is_main()
     console = (console or Console()) if main else Console(quiet=True)
     # Rank 0 first (it may generate the data, make the trunk, finalise or discard checkpoints),
     # then the others, reading what rank 0 left; a failure anywhere stops every rank.
     prep = distributed.main_first(
         lambda: _prepare(cfg, data_root=data_root, out=Path(out), device=device, resume=resume,
-                         force=force, console=console, note_fresh_start=note_fresh_start),
+                         force=force, console=console, note_fresh_start=note_fresh_start,
+                         held=held),
         describe=describe_error)
     if prep.skip is not None:
         return prep.skip
@@ -314,8 +328,8 @@ def run_experiment(
 
 
 def _prepare(cfg: RunConfig, *, data_root: str | Path | None, out: Path, device: str,
-             resume: bool, force: bool, console: Console,
-             note_fresh_start: bool) -> _Prepared:
+             resume: bool, force: bool, console: Console, note_fresh_start: bool,
+             held: contextlib.ExitStack) -> _Prepared:
     """The checks before compute and the decision what to do with an existing run (see
     :func:`run_experiment`). Several processes: rank 0 runs it first and alone changes files
     (stale temporary files, finalising or discarding checkpoints); the others then see the
@@ -331,6 +345,8 @@ def _prepare(cfg: RunConfig, *, data_root: str | Path | None, out: Path, device:
     identity = run_identity(cfg, data, world)
     store = RunStore(out)
     paths: RunPaths = store.run(make_run_id(cfg.name, cfg.seed, cfg.config_hash(), identity))
+    if main:  # before any file of the run is touched: another process may be training it
+        held.enter_context(RunLock(out, paths.run_id))
     if main:
         for directory in (store.runs_dir, paths.checkpoint_dir):
             remove_stale_temps(directory)

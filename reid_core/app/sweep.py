@@ -27,7 +27,6 @@ Layering: application layer (uses the core's ``run_experiment`` and the results 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import socket
@@ -43,7 +42,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reid_core.config import ConfigError, RunConfig, config_from_dict
-from reid_core.results.claims import RunLock, SweepClaim, live_claim, write_claim
+from reid_core.results.claims import SweepClaim, live_claim, write_claim
 from reid_core.results.store import RunStore
 
 __all__ = ["EXECUTORS", "RunJob", "Submission", "SweepOptions", "add_sweep_arguments",
@@ -200,18 +199,18 @@ class RunJob:
             import torch
 
             torch.set_num_threads(spec.threads)
+        from reid_core.app.experiment import run_experiment
+        from reid_core.utils import distributed
+
         cfg = config_from_dict(spec.config, f"sweep job of {spec.run_id}")
         rank = _export_distributed_env()
-        with contextlib.ExitStack() as guards:
-            if rank == 0:  # one DDP job is one run: its first process holds slot and lock
-                guards.enter_context(_LocalSlot(spec.slots))
-                guards.enter_context(RunLock(spec.out, spec.run_id))
-            from reid_core.app.experiment import run_experiment
-
-            record = run_experiment(cfg, data_root=spec.data_root, out=spec.out,
-                                    device=spec.device, resume=True, force=spec.force,
-                                    profile=spec.profile, note_fresh_start=False)
-        return str(record["run_id"])
+        # One DDP job is one run: its first process takes the local slot (and, inside
+        # run_experiment, the run's lock); the others join it in the process group.
+        with _LocalSlot(spec.slots if rank == 0 else ()), distributed.session(spec.device):
+            run_experiment(cfg, data_root=spec.data_root, out=spec.out, device=spec.device,
+                           resume=True, force=spec.force, profile=spec.profile,
+                           note_fresh_start=False)
+        return spec.run_id
 
     def checkpoint(self, spec: JobSpec) -> Any:
         """Preempted or at the time limit: requeue the same call (which resumes the run)."""
@@ -282,8 +281,9 @@ class PlannedRun:
 
 
 def plan_runs(configs: Sequence[RunConfig], out: Path, data_root: str | None,
-              force: bool) -> list[PlannedRun]:
-    """Each config's run id and whether to submit it (see the module docstring).
+              force: bool, world_size: int = 1) -> list[PlannedRun]:
+    """Each config's run id (trained by ``world_size`` processes) and whether to submit it
+    (see the module docstring).
 
     Each dataset is loaded once (its identity is part of the run id)."""
     from reid_core.app.experiment import check_buildable, load_data, run_id_of
@@ -294,7 +294,7 @@ def plan_runs(configs: Sequence[RunConfig], out: Path, data_root: str | None,
         key = (cfg.data.dataset, cfg.data.root, cfg.data.split)
         if key not in datasets:
             datasets[key] = load_data(cfg, data_root)
-        run_id = run_id_of(cfg, datasets[key])
+        run_id = run_id_of(cfg, datasets[key], world_size)
         claim = live_claim(out, run_id)
         if claim is not None:
             status = claim
@@ -384,7 +384,8 @@ def submit_sweep(table_id: str, configs: Sequence[RunConfig], args: argparse.Nam
     """Plan the runs of ``configs`` and submit those to do (one job array, one claim each)."""
     out = Path(args.out)
     folder = (options.folder or out / "sweeps" / table_id).resolve()
-    plan = plan_runs(configs, out, args.data_root, args.force)
+    # --gpus-per-job N > 1 trains each run with N DDP processes: another run id.
+    plan = plan_runs(configs, out, args.data_root, args.force, max(1, options.gpus_per_job))
     console.print(_plan_table(table_id, plan))
     todo = [p for p in plan if p.status == "submit"]
     if not todo:
