@@ -17,7 +17,8 @@ LAYERS = {
 
 # Inside the application layer: a run is below the table that runs it, the regression check
 # (which reproduces rows) above both.
-APP_LAYERS = {"training": 0, "ddp": 0, "pretrain": 0, "experiment": 0, "inspect_run": 0, "paper_configs": 0,
+APP_LAYERS = {"training": 0, "ddp": 0,
+              "pretrain": 0, "experiment": 0, "inspect_run": 0, "paper_configs": 0,
               "cross_eval": 1, "tables": 1, "reproduce": 1, "dataset_stats": 1, "regression": 2}
 
 
