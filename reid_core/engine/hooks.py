@@ -4,8 +4,8 @@ The application layer passes them in this order, which matters at ``after_epoch`
 :class:`EpochSwitch`, :class:`NonFiniteGuard`, :class:`StepCallback`, :class:`BatchNormAverage`
 (several processes: the ranks' BN statistics averaged), :class:`Evaluation` (writes
 ``stats["eval"]``), :class:`ConsoleLog` (prints the epoch, with its evaluation; rank 0 only),
-:class:`Checkpointer` (saves the epoch, with its evaluation and log; rank 0 writes). Add a hook by subclassing
-:class:`~reid_core.engine.trainer.Hook`.
+:class:`Checkpointer` (saves the epoch, with its evaluation and log; rank 0 writes). Add a hook
+by subclassing :class:`~reid_core.engine.trainer.Hook`.
 """
 
 from __future__ import annotations

@@ -477,9 +477,10 @@ class _FieldsOutput(nn.Module):
 
 __all__ = [
     "BACKENDS", "BN_MODES", "DDPForward", "DistributedLaunchError", "LaunchEnv",
-    "PROCESS_GROUP_TIMEOUT", "PeerFailedError", "REPORTED_BY_MAIN", "agree", "all_gather_object",
-    "all_reduce_mean", "all_reduce_sum", "average_batchnorm_stats", "backend", "backend_for",
-    "barrier", "broadcast_object", "convert_sync_batchnorm", "gather_rows", "init_from_env",
-    "is_initialized", "is_main", "launch_rank", "local_only", "main_first", "rank", "rank_device", "rank_seed",
-    "require_group_if_launched", "session", "shard_bounds", "world_size",
+    "PROCESS_GROUP_TIMEOUT", "PeerFailedError", "REPORTED_BY_MAIN", "agree",
+    "all_gather_object", "all_reduce_mean", "all_reduce_sum", "average_batchnorm_stats",
+    "backend", "backend_for", "barrier", "broadcast_object", "convert_sync_batchnorm",
+    "gather_rows", "init_from_env", "is_initialized", "is_main", "launch_rank", "local_only",
+    "main_first", "rank", "rank_device", "rank_seed", "require_group_if_launched", "session",
+    "shard_bounds", "world_size",
 ]
