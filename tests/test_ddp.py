@@ -139,7 +139,10 @@ def test_torchrun_trains_evaluates_and_writes_one_complete_record(ddp_run, synth
     out, rec = ddp_run["out"], ddp_run["record"]
     assert len(ddp_run["records"]) == 1 and rec is not None
     # One checkpoint, the finished one; no temporary files anywhere.
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    # (claims/ holds the run's training lock: bookkeeping of rank 0, checked in test_sweep.py)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                   if p.is_file() and p.relative_to(out).parts[0] != "claims")
+    assert sorted(p.name for p in (out / "claims").iterdir()) == [f"{rec['run_id']}.lock"]
     assert files == [f"checkpoints/{rec['run_id']}/final.pt", f"runs/{rec['run_id']}.json"]
     assert ddp_run["proc"].stdout.count("record written to") == 1  # rank 0 alone prints
 

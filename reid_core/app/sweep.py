@@ -406,7 +406,9 @@ def run_sweep(table_id: str, configs: Sequence[RunConfig], args: argparse.Namesp
     run ids whose records exist when it returns."""
     sub = submit_sweep(table_id, configs, args, options, console)
     done = [p.run_id for p in sub.plan if p.status == "done"]
-    if sub.jobs and not options.wait:
+    if not sub.jobs:
+        return done
+    if not options.wait:
         console.print(f"not waiting (--no-wait): `python -m reid_core report {table_id}` "
                       f"gathers the records, or run the same command again to see or finish "
                       f"what is missing")
@@ -491,5 +493,6 @@ def _jobs_table(todo: Sequence[PlannedRun], jobs: Sequence[Any], store: RunStore
         again = f" (resubmitted {retries[i]}x)" if retries and retries[i] else ""
         t.add_row(plan.label, str(job.job_id), shown + again,
                   str(job.paths.stderr) if shown == "failed" else "")
-    t.title = " · ".join(f"{k} {counts.get(k, 0)}" for k in ("queued", "running", "done", "failed"))
+    t.title = " · ".join(f"{k} {counts.get(k, 0)}"
+                         for k in ("queued", "running", "done", "failed"))
     return t

@@ -75,6 +75,7 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         if self._lock is not None:
+            self.holder_file.unlink(missing_ok=True)  # before the release: never someone else's
             self._lock.release()
             self._lock = None
 
