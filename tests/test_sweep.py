@@ -263,3 +263,14 @@ def test_a_job_of_several_processes_trains_its_run_with_ddp(tmp_path, synthetic_
     assert record["distributed"]["backend"] == "gloo"
     single = plan_runs([cfg], out, str(synthetic_cache), force=False)[0].run_id
     assert single != run_id  # one process would be another run
+
+
+def test_job_states_are_read_by_their_first_word() -> None:
+    from reid_core.app.sweep import _FINISHED, _state
+
+    class Job:
+        def __init__(self, state: str) -> None:
+            self.state = state
+
+    assert _state(Job("CANCELLED by 1234")) in _FINISHED
+    assert _state(Job("running")) == "RUNNING" and _state(Job("")) == "UNKNOWN"

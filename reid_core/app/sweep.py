@@ -448,10 +448,12 @@ def wait_for(sub: Submission, options: SweepOptions, console: Console) -> list[s
 
 
 def _state(job: Any) -> str:
+    """The job's state, first word only (Slurm says ``CANCELLED by 1234``)."""
     try:
-        return str(job.state).upper()
+        words = str(job.state).upper().split()
     except Exception:  # noqa: BLE001 (a scheduler that cannot be asked: keep looking)
         return "UNKNOWN"
+    return words[0] if words else "UNKNOWN"
 
 
 def _last_error(job: Any) -> str:
