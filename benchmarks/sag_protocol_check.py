@@ -105,11 +105,17 @@ def pooled_queries(q_ids: list[tuple[int, int]], bf: torch.Tensor,
 # --------------------------------------------------------------------------- CUHK03 classic
 
 
+def _gallery_identities(g_ids: list[tuple[int, int]]) -> tuple[list[int], dict[int, list[int]]]:
+    """Gallery pids in ascending order (the suite's draw order), and each one's images in
+    gallery order."""
+    pids = sorted({p for p, _ in g_ids})
+    return pids, {p: [j for j, (gp, _) in enumerate(g_ids) if gp == p] for p in pids}
+
+
 def classic_replayed(dist: np.ndarray, q_ids: list[tuple[int, int]],
                      g_ids: list[tuple[int, int]], repeats: int, seed: int) -> dict[str, float]:
     """The suite's sampling, replayed with its documented draws, one (query, repeat) at a time."""
-    pids = sorted({p for p, _ in g_ids})
-    by_id = {p: [j for j, (gp, _) in enumerate(g_ids) if gp == p] for p in pids}
+    pids, by_id = _gallery_identities(g_ids)
     u = np.random.default_rng(seed).random((len(q_ids), repeats, len(pids)))
     ranks = []
     for qi, (qp, qc) in enumerate(q_ids):
@@ -133,8 +139,7 @@ def classic_expected(dist: np.ndarray, q_ids: list[tuple[int, int]],
                      g_ids: list[tuple[int, int]], repeats: int) -> dict[str, str]:
     """The exact expectation over all single-shot samplings (uniform per identity), with the
     standard error of a ``repeats``-sampling estimate: ``"48.6169 ± 0.1521"`` per metric."""
-    pids = sorted({p for p, _ in g_ids})
-    by_id = {p: [j for j, (gp, _) in enumerate(g_ids) if gp == p] for p in pids}
+    pids, by_id = _gallery_identities(g_ids)
     per_query = []  # per valid query: the probability of each rank (index = rank)
     for qi, (qp, qc) in enumerate(q_ids):
         own = [j for j in by_id.get(qp, []) if g_ids[j][1] != qc]

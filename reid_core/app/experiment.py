@@ -244,87 +244,78 @@ def run_experiment(
     """
     distributed.require_group_if_launched()
     with contextlib.ExitStack() as held:  # the run's lock, taken by _prepare (rank 0)
-        return _run_experiment(cfg, data_root=data_root, out=out, device=device,
-                               resume=resume, force=force, console=console, profile=profile,
-                               on_step=on_step, note_fresh_start=note_fresh_start, held=held)
+        main = distributed.is_main()
+        console = (console or Console()) if main else Console(quiet=True)
+        # Rank 0 first (it may generate the data, make the trunk, finalise or discard checkpoints),
+        # then the others, reading what rank 0 left; a failure anywhere stops every rank.
+        prep = distributed.main_first(
+            lambda: _prepare(cfg, data_root=data_root, out=Path(out), device=device, resume=resume,
+                             force=force, console=console, note_fresh_start=note_fresh_start,
+                             held=held),
+            describe=describe_error)
+        if prep.skip is not None:
+            return prep.skip
+        settings, data, paths, store = prep.settings, prep.data, prep.paths, prep.store
+        evaluator, description, resuming = prep.evaluator, prep.description, prep.resuming
+        assert data is not None and paths is not None and store is not None
+        assert evaluator is not None
+        world = distributed.world_size()
 
+        seed_everything(cfg.seed)
+        make_deterministic()
+        reset_peak_memory(settings)
+        model = build_model(cfg.model, data.num_train_pids, (cfg.data.height, cfg.data.width))
+        started = utc_now()
+        clock = RunClock.fresh()  # fit continues the checkpoint's attempt when resuming
+        history = train(model, data.train, cfg, settings, paths.checkpoint, resume=resuming,
+                        evaluate=evaluator, console=console, on_step=on_step, clock=clock,
+                        sidecar_root=Path(data.root))
+        final = evaluator(model, per_query=True)  # per-query AP / first hit: for the verdicts
+        run_state = clock.state(cfg.optim.epochs)
 
-def _run_experiment(cfg: RunConfig, *, data_root: str | Path | None, out: str | Path,
-                    device: str, resume: bool, force: bool, console: Console | None,
-                    profile: str | None, on_step: StepHook | None, note_fresh_start: bool,
-                    held: contextlib.ExitStack) -> dict[str, Any]:
-    """:func:`run_experiment`'s body; ``held`` keeps the run's lock until it returns."""
-    main = distributed.is_main()
-    console = (console or Console()) if main else Console(quiet=True)
-    # Rank 0 first (it may generate the data, make the trunk, finalise or discard checkpoints),
-    # then the others, reading what rank 0 left; a failure anywhere stops every rank.
-    prep = distributed.main_first(
-        lambda: _prepare(cfg, data_root=data_root, out=Path(out), device=device, resume=resume,
-                         force=force, console=console, note_fresh_start=note_fresh_start,
-                         held=held),
-        describe=describe_error)
-    if prep.skip is not None:
-        return prep.skip
-    settings, data, paths, store = prep.settings, prep.data, prep.paths, prep.store
-    evaluator, description, resuming = prep.evaluator, prep.description, prep.resuming
-    assert data is not None and paths is not None and store is not None and evaluator is not None
-    world = distributed.world_size()
+        def write_record() -> dict[str, Any]:
+            if not main:
+                return {}
+            run_record = RunRecord(
+                run_id=paths.run_id,
+                attempt=clock.attempt,
+                config_name=cfg.name,
+                config_hash=cfg.config_hash(),
+                seed=cfg.seed,
+                config=cfg.to_dict(),
+                dataset={"name": data.name, "root": str(data.root), "identity": data.identity(),
+                         "splits": data.summary()},
+                run_identity=prep.identity,
+                device=settings.describe(),
+                distributed=distributed_record(cfg, world),
+                versions=software_versions(),
+                command=command_line(),
+                started_at=started,
+                finished_at=utc_now(),
+                # All segments of the attempt (a resumed run adds the interrupted ones' time).
+                wall_time_s=run_state["elapsed_s"],
+                segments=run_state["segments"],
+                peak_memory=peak_memory_mb(settings),
+                resumed_from_epoch=clock.from_epoch if resuming else None,
+                pretrained=cfg.model.pretrained,
+                pretrained_description=description,
+                profile=profile,
+                metrics_unit="percent",
+                history=history,
+                final=final,
+                # The feature a paper table is compared on: the first of eval.features.
+                primary_feature=cfg.eval.features[0],
+            )
+            path = store.write_record(run_record)
+            finalize(paths.checkpoint_dir)  # after the record: see reid_core.engine.checkpoint
+            record = run_record.to_dict()
+            console.print(summary_table(record))
+            console.print(f"record written to {path}")
+            return record
 
-    seed_everything(cfg.seed)
-    make_deterministic()
-    reset_peak_memory(settings)
-    model = build_model(cfg.model, data.num_train_pids, (cfg.data.height, cfg.data.width))
-    started = utc_now()
-    clock = RunClock.fresh()  # fit continues the checkpoint's attempt when resuming
-    history = train(model, data.train, cfg, settings, paths.checkpoint, resume=resuming,
-                    evaluate=evaluator, console=console, on_step=on_step, clock=clock,
-                    sidecar_root=Path(data.root))
-    final = evaluator(model, per_query=True)  # per-query AP / first hit: for the verdicts
-    run_state = clock.state(cfg.optim.epochs)
-
-    def write_record() -> dict[str, Any]:
-        if not main:
-            return {}
-        run_record = RunRecord(
-            run_id=paths.run_id,
-            attempt=clock.attempt,
-            config_name=cfg.name,
-            config_hash=cfg.config_hash(),
-            seed=cfg.seed,
-            config=cfg.to_dict(),
-            dataset={"name": data.name, "root": str(data.root), "identity": data.identity(),
-                     "splits": data.summary()},
-            run_identity=prep.identity,
-            device=settings.describe(),
-            distributed=distributed_record(cfg, world),
-            versions=software_versions(),
-            command=command_line(),
-            started_at=started,
-            finished_at=utc_now(),
-            # All segments of the attempt (a resumed run adds the interrupted ones' time).
-            wall_time_s=run_state["elapsed_s"],
-            segments=run_state["segments"],
-            peak_memory=peak_memory_mb(settings),
-            resumed_from_epoch=clock.from_epoch if resuming else None,
-            pretrained=cfg.model.pretrained,
-            pretrained_description=description,
-            profile=profile,
-            metrics_unit="percent",
-            history=history,
-            final=final,
-            # The feature a paper table is compared on: the first of eval.features.
-            primary_feature=cfg.eval.features[0],
-        )
-        path = store.write_record(run_record)
-        finalize(paths.checkpoint_dir)  # after the record: see reid_core.engine.checkpoint
-        record = run_record.to_dict()
-        console.print(summary_table(record))
-        console.print(f"record written to {path}")
-        return record
-
-    # Rank 0 writes; the others wait for it, and fail with its message if it fails (a full
-    # disk): no rank is left waiting. They return {} (the record is rank 0's).
-    return distributed.main_first(write_record, describe=describe_error)
+        # Rank 0 writes; the others wait for it, and fail with its message if it fails (a full
+        # disk): no rank is left waiting. They return {} (the record is rank 0's).
+        return distributed.main_first(write_record, describe=describe_error)
 
 
 def _prepare(cfg: RunConfig, *, data_root: str | Path | None, out: Path, device: str,

@@ -28,9 +28,9 @@ from rich.table import Table
 from reid_core.app.experiment import USER_ERRORS, describe_error
 from reid_core.app.paper_configs import (  # noqa: F401 (re-exported: the reproduce API)
     CONFIGS_DIR, PROFILES, build_row_config, deep_merge, load_paper_configs)
-from reid_core.app.sweep import add_sweep_arguments, run_sweep, sweep_options
+from reid_core.app.sweep import SweepOptions, add_sweep_arguments, run_sweep, sweep_options
 from reid_core.app.tables import RowRunner, render_for_reproduce, table_kind, train_row
-from reid_core.config import ConfigError
+from reid_core.config import ConfigError, RunConfig
 from reid_core.data.names import NO_DATASET, smoke_variant
 from reid_core.resources import default_results_dir
 from reid_core.results.paper_tables import PaperTable, configs_for_table, load_table
@@ -121,9 +121,9 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
                           f"baseline) at this scale.[/]")
         source, raw = load_paper_configs(table.paper)
         ids = select_rows(table, args.rows)
-        configs = [build_row_config(raw, source, cid, args.profile, seed,
-                                    args.dataset or _smoke_protocol_dataset(
-                                        table, raw, source, cid, args.profile))
+        datasets = {cid: args.dataset or _smoke_protocol_dataset(table, raw, source, cid,
+                                                                 args.profile) for cid in ids}
+        configs = [build_row_config(raw, source, cid, args.profile, seed, datasets[cid])
                    for cid in ids for seed in args.seeds]
     except USER_ERRORS as e:
         console.print(f"[bold red]error:[/] {describe_error(e)}", highlight=False)
@@ -131,31 +131,11 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
 
     console.print(f"{table.paper} Table {table.table}: {len(configs)} run(s) "
                   f"({len(ids)} row config(s) x {len(args.seeds)} seed(s)), profile {args.profile}")
-    t0, done = time.perf_counter(), []
-    if not sweep.inline:
-        try:
-            finished = run_sweep(table_id, configs, args, sweep, console)
-        except (*USER_ERRORS, KeyboardInterrupt) as e:
-            console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,
-                          soft_wrap=True)
-            return 130 if isinstance(e, KeyboardInterrupt) else 2
-        if not sweep.wait:
-            return 0
-        store = RunStore(Path(args.out))
-        done = [read_record(store.record_path(run_id)) for run_id in finished]
-        configs = []  # trained by the jobs
-    for i, cfg in enumerate(configs, 1):
-        console.rule(f"[{i}/{len(configs)}] {cfg.name} seed {cfg.seed}")
-        try:
-            done.append(run_row(cfg, args, console))
-        except (*USER_ERRORS, KeyboardInterrupt) as e:
-            what = (f"[bold red]error:[/] {escape(describe_error(e))}"
-                    if not isinstance(e, KeyboardInterrupt) else "[bold red]interrupted[/]")
-            console.print(what, highlight=False, soft_wrap=True)
-            console.print(f"{len(done)} of {len(configs)} run(s) finished; fix the cause and "
-                          f"re-run the same command to continue (finished runs are skipped, "
-                          f"an interrupted one resumes from its last epoch)")
-            return 130 if isinstance(e, KeyboardInterrupt) else 2
+    t0 = time.perf_counter()
+    done = (_run_inline(configs, run_row, args, console) if sweep.inline
+            else _run_as_jobs(table_id, configs, args, sweep, console))
+    if isinstance(done, int):  # an exit status: stopped, or jobs left running (--no-wait)
+        return done
     # The report covers every record in <out>/runs (earlier invocations, e.g. other seeds, too);
     # the report itself picks the table's configs and sets aside superseded recipes.
     store = RunStore(Path(args.out))
@@ -181,6 +161,41 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
     console.print(_summary(table_id, done, time.perf_counter() - t0))
     console.print(f"report: {path}")
     return 0
+
+
+def _run_inline(configs: list[RunConfig], run_row: RowRunner, args: argparse.Namespace,
+                console: Console) -> list[dict[str, Any]] | int:
+    """Run the rows here, one after the other: their records, or the exit status of a stop."""
+    done: list[dict[str, Any]] = []
+    for i, cfg in enumerate(configs, 1):
+        console.rule(f"[{i}/{len(configs)}] {cfg.name} seed {cfg.seed}")
+        try:
+            done.append(run_row(cfg, args, console))
+        except (*USER_ERRORS, KeyboardInterrupt) as e:
+            what = (f"[bold red]error:[/] {escape(describe_error(e))}"
+                    if not isinstance(e, KeyboardInterrupt) else "[bold red]interrupted[/]")
+            console.print(what, highlight=False, soft_wrap=True)
+            console.print(f"{len(done)} of {len(configs)} run(s) finished; fix the cause and "
+                          f"re-run the same command to continue (finished runs are skipped, "
+                          f"an interrupted one resumes from its last epoch)")
+            return 130 if isinstance(e, KeyboardInterrupt) else 2
+    return done
+
+
+def _run_as_jobs(table_id: str, configs: list[RunConfig], args: argparse.Namespace,
+                 sweep: SweepOptions, console: Console) -> list[dict[str, Any]] | int:
+    """Hand the rows to the scheduler (:func:`reid_core.app.sweep.run_sweep`): the records of
+    the finished runs, or an exit status (an error, or 0 with ``--no-wait``)."""
+    try:
+        finished = run_sweep(table_id, configs, args, sweep, console)
+    except (*USER_ERRORS, KeyboardInterrupt) as e:
+        console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,
+                      soft_wrap=True)
+        return 130 if isinstance(e, KeyboardInterrupt) else 2
+    if not sweep.wait:
+        return 0
+    store = RunStore(Path(args.out))
+    return [read_record(store.record_path(run_id)) for run_id in finished]
 
 
 def _smoke_protocol_dataset(table: PaperTable, raw: dict[str, Any], source: Path,

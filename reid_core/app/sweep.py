@@ -288,9 +288,12 @@ def plan_runs(configs: Sequence[RunConfig], out: Path, data_root: str | None,
     Each dataset is loaded once (its identity is part of the run id)."""
     from reid_core.app.experiment import check_buildable, load_data, run_id_of
 
-    store, datasets, plan = RunStore(out), {}, []
+    store, datasets, checked, plan = RunStore(out), {}, set(), []
     for cfg in configs:
-        check_buildable(cfg)
+        recipe = dataclasses.replace(cfg, seed=0).config_hash()  # the seeds of a row: one check
+        if recipe not in checked:
+            check_buildable(cfg)
+            checked.add(recipe)
         key = (cfg.data.dataset, cfg.data.root, cfg.data.split)
         if key not in datasets:
             datasets[key] = load_data(cfg, data_root)
@@ -423,7 +426,7 @@ def wait_for(sub: Submission, options: SweepOptions, console: Console) -> list[s
                                           sub.folder, sub.out)
     retries = [0] * len(jobs)
     store = RunStore(out)
-    with Live(_jobs_table(todo, jobs, store), console=console, refresh_per_second=1) as live:
+    with Live(console=console, refresh_per_second=1) as live:
         while True:
             states = [_state(j) for j in jobs]
             for i, (job, state) in enumerate(zip(jobs, states)):
@@ -432,8 +435,9 @@ def wait_for(sub: Submission, options: SweepOptions, console: Console) -> list[s
                         and retries[i] < options.max_retries):
                     retries[i] += 1  # died without a result: killed, or its node was lost
                     jobs[i] = _submit(ex, [specs[i]], options, folder, out)[0]
-            live.update(_jobs_table(todo, jobs, store, retries))
-            if all(_state(j) in _FINISHED for j in jobs):
+                    states[i] = _state(jobs[i])
+            live.update(_jobs_table(todo, jobs, states, store, retries))
+            if all(state in _FINISHED for state in states):
                 break
             time.sleep(options.poll_s)
     ok = []
@@ -441,9 +445,10 @@ def wait_for(sub: Submission, options: SweepOptions, console: Console) -> list[s
         if store.record_path(plan.run_id).is_file():
             ok.append(plan.run_id)
         else:
+            error = _last_error(job)
             console.print(f"[bold red]failed[/] {escape(plan.label)} ({plan.run_id}), job "
                           f"{job.job_id}: log {job.paths.stderr}"
-                          + (f"\n  {escape(_last_error(job))}" if _last_error(job) else ""))
+                          + (f"\n  {escape(error)}" if error else ""))
     return ok
 
 
@@ -475,14 +480,14 @@ def _plan_table(table_id: str, plan: Sequence[PlannedRun]) -> Table:
     return t
 
 
-def _jobs_table(todo: Sequence[PlannedRun], jobs: Sequence[Any], store: RunStore,
-                retries: Sequence[int] | None = None) -> Table:
+def _jobs_table(todo: Sequence[PlannedRun], jobs: Sequence[Any], states: Sequence[str],
+                store: RunStore, retries: Sequence[int]) -> Table:
+    """One line per job (its scheduler ``states``, read once per look), counts as the title."""
     counts: dict[str, int] = {}
     t = Table()
     for col in ("run", "job", "state", "log"):
         t.add_column(col)
-    for i, (plan, job) in enumerate(zip(todo, jobs)):
-        state = _state(job)
+    for i, (plan, job, state) in enumerate(zip(todo, jobs, states)):
         if store.record_path(plan.run_id).is_file():
             shown = "done"
         elif state in _FINISHED:
@@ -492,7 +497,7 @@ def _jobs_table(todo: Sequence[PlannedRun], jobs: Sequence[Any], store: RunStore
         else:
             shown = "running"
         counts[shown] = counts.get(shown, 0) + 1
-        again = f" (resubmitted {retries[i]}x)" if retries and retries[i] else ""
+        again = f" (resubmitted {retries[i]}x)" if retries[i] else ""
         t.add_row(plan.label, str(job.job_id), shown + again,
                   str(job.paths.stderr) if shown == "failed" else "")
     t.title = " · ".join(f"{k} {counts.get(k, 0)}"

@@ -67,13 +67,10 @@ def _evaluation_text(record: Mapping[str, Any]) -> str:
     """How a run (or evaluation record) was evaluated: the dataset's protocol (with the CUHK03
     classic sampling), query mode, distance, flip, re-ranking."""
     setting = lambda key: eval_setting(record, key)  # noqa: E731
-    dataset = record.get("dataset")
-    identity = dataset.get("identity") if isinstance(dataset, Mapping) else None
-    protocol = (identity or {}).get("protocol") if isinstance(identity, Mapping) else None
-    protocol = protocol or (record.get("protocol") if isinstance(record.get("protocol"), str)
-                            else None)
+    # A run record names its protocol in its data identity, an evaluation record at the top.
+    identity = (record.get("dataset") or {}).get("identity") or {}
     parts = []
-    if protocol == "cuhk03_classic":
+    if "cuhk03_classic" in (identity.get("protocol"), record.get("protocol")):
         parts.append(f"CUHK03 classic, {setting('cuhk03_repeats') or '?'} single-shot gallery "
                      f"samplings per query (seeded by the run seed)")
     parts.append(f"{setting('query_mode') or 'single'} query")
