@@ -83,6 +83,30 @@ def test_script_runs_rows_through_the_core_and_reports(tmp_path):
     assert (tmp_path / "reports" / "rga_table4.md").is_file()
 
 
+def test_summary_tells_new_runs_from_runs_found_done(tmp_path, capsys, monkeypatch):
+    """A record written before this invocation (a finished run that was skipped) is not counted
+    as this session's work."""
+    from reid_core.results.records import utc_now
+
+    monkeypatch.setenv("COLUMNS", "160")  # the summary on one line per row, whatever the terminal
+
+    def fake_run(cfg, args, console):
+        finished = "2020-01-01T00:00:00+00:00" if cfg.name == "rga_baseline" else utc_now()
+        return {"run_id": f"{cfg.name}-seed{cfg.seed}", "config_name": cfg.name, "seed": cfg.seed,
+                "config": cfg.to_dict(), "dataset": {"name": "synthetic"}, "final": {},
+                "primary_feature": "before_bn", "finished_at": finished}
+
+    rc = main("rga_table4", ["--out", str(tmp_path), "--seeds", "0", "--rows", "rga_baseline",
+                             "rga_sc"], run_row=fake_run)
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "2 run(s), 1 new and 1 found done" in out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines()
+            if line.count("│") > 3 and "rga_" in line}
+    assert "found done" in rows["rga_baseline"] and "new" in rows["rga_sc"]
+    assert "found done" not in rows["rga_sc"]
+
+
 CSA_TRAINED_TABLES = ("csa_table1", "csa_table2", "csa_table3", "csa_table4", "csa_table5")
 
 

@@ -18,6 +18,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
 
     console.print(f"{table.paper} Table {table.table}: {len(configs)} run(s) "
                   f"({len(ids)} row config(s) x {len(args.seeds)} seed(s)), profile {args.profile}")
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), datetime.now(timezone.utc).replace(microsecond=0)
     done = (_run_inline(configs, run_row, args, console) if sweep.inline
             else _run_as_jobs(table_id, configs, args, sweep, console))
     if isinstance(done, int):  # an exit status: stopped, or jobs left running (--no-wait)
@@ -154,11 +155,11 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
         path = (render_for_reproduce(table, records, store.reports_dir, args.profile)
                 if report is None else report(table_id, records, store.reports_dir))
     except USER_ERRORS as e:  # e.g. EmptyReportError: the existing report is left as it was
-        console.print(_summary(table_id, done, time.perf_counter() - t0))
+        console.print(_summary(table_id, done, time.perf_counter() - t0, started))
         console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,
                       soft_wrap=True)
         return 2
-    console.print(_summary(table_id, done, time.perf_counter() - t0))
+    console.print(_summary(table_id, done, time.perf_counter() - t0, started))
     console.print(f"report: {path}")
     return 0
 
@@ -240,23 +241,35 @@ def _multi_query_evaluations(table: PaperTable, runs: list[dict[str, Any]], stor
                         device=args.device, console=console)
 
 
-def _summary(table_id: str, records: list[dict[str, Any]], seconds: float) -> Table:
-    t = Table(title=f"{table_id}: {len(records)} run(s), {seconds / 60:.1f} min this session")
+def _finished_since(record: dict[str, Any], started: datetime) -> bool:
+    """Whether ``record`` was written by this invocation (not one it found and skipped)."""
+    try:
+        return datetime.fromisoformat(str(record.get("finished_at"))) >= started
+    except ValueError:  # no stamp: not known to be older
+        return True
+
+
+def _summary(table_id: str, records: list[dict[str, Any]], seconds: float,
+             started: datetime) -> Table:
+    new = [_finished_since(r, started) for r in records]
+    t = Table(title=f"{table_id}: {len(records)} run(s), {sum(new)} new and "
+                    f"{len(records) - sum(new)} found done; {seconds / 60:.1f} min")
     # Measurement records (parameter counts, costs) carry no metrics: show their count instead.
     measured = any("measurements" in r for r in records)
     cols = ("config", "seed", "params (M)") if measured else (
         "config", "seed", "dataset", "R1", "mAP", "wall (s)")
-    for col in cols:
-        t.add_column(col, justify="right" if col not in ("config", "dataset") else "left")
-    for r in records:
+    for col in (*cols, "record"):
+        t.add_column(col, justify="right" if col not in ("config", "dataset", "record") else "left")
+    for r, is_new in zip(records, new):
+        status = "new" if is_new else "found done"
         if measured:
             params = (r.get("measurements") or {}).get("params")
             t.add_row(r["config_name"], str(r["seed"]),
-                      f"{params / 1e6:.2f}" if isinstance(params, int) else "-")
+                      f"{params / 1e6:.2f}" if isinstance(params, int) else "-", status)
             continue
         final = r.get("final", {}).get(r.get("primary_feature", ""), {})
         fmt = lambda k: f"{final[k]:.2f}" if k in final else "-"  # noqa: E731
         t.add_row(r["config_name"], str(r["seed"]), r["dataset"]["name"], fmt("R1"), fmt("mAP"),
-                  f"{r.get('wall_time_s', 0):.0f}")
+                  f"{r.get('wall_time_s', 0):.0f}", status)
     return t
 
