@@ -15,11 +15,12 @@ def synthetic_cache(tmp_path_factory):
     return root
 
 
-def pytest_report_header(config) -> str:
+def pytest_report_header(config: pytest.Config) -> str:
     """Free disk space where the tests write, so a full-disk failure explains itself."""
     import shutil
     import tempfile
 
     where = tempfile.gettempdir()
     free_gb = shutil.disk_usage(where).free / 1e9
-    return f"free disk space under {where}: {free_gb:.1f} GB (the default run needs about 2 GB at its peak)"
+    return (f"free disk space under {where}: {free_gb:.1f} GB "
+            f"(the default run needs about 2 GB at its peak)")
