@@ -509,6 +509,19 @@ def test_a_torchrun_launch_without_a_process_group_is_refused(tmp_path, monkeypa
         run_experiment(tiny_cfg(), out=tmp_path, device="cpu")
 
 
+@pytest.mark.parametrize("command", [["evaluate", "some-run", "--dataset", "synthetic-tiny"],
+                                     ["visualize", "some-run"], ["datasets"]])
+def test_commands_other_than_train_refuse_a_torchrun_launch(command, monkeypatch, capsys):
+    """Each of torchrun's processes would evaluate (and write) the same thing: one clear line,
+    before anything is read."""
+    from reid_core.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(command) == 2
+    assert "only `python -m reid_core train` trains one run" in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------- identity, report
 
 

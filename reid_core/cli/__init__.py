@@ -44,5 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {c.NAME: c for c in COMMANDS}[args.command]
     console = Console()
-    # ``command.run`` is looked up now (not bound at parser build): tests replace it.
-    return run_guarded(lambda: command.run(args, console), console)
+
+    def run() -> int:
+        from reid_core.utils.distributed import require_group_if_launched
+
+        if command is not train:  # only train joins torchrun's processes into one run
+            require_group_if_launched()
+        # ``command.run`` is looked up now (not bound at parser build): tests replace it.
+        return command.run(args, console)
+
+    return run_guarded(run, console)
