@@ -522,6 +522,16 @@ def test_commands_other_than_train_refuse_a_torchrun_launch(command, monkeypatch
     assert "only `python -m reid_core train` trains one run" in capsys.readouterr().out
 
 
+def test_a_reproduce_script_refuses_a_torchrun_launch(tmp_path, monkeypatch, capsys):
+    from reid_core.app.reproduce import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main("rga_table1", ["--out", str(tmp_path)], run_row=lambda *a: pytest.fail()) == 2
+    assert "only `python -m reid_core train` trains one run" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()
+
+
 # --------------------------------------------------------------------------- identity, report
 
 

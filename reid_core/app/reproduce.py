@@ -37,6 +37,7 @@ from reid_core.resources import default_results_dir
 from reid_core.results.paper_tables import PaperTable, configs_for_table, load_table
 from reid_core.results.report.cell_values import eval_setting
 from reid_core.results.store import RunStore, load_records, read_record
+from reid_core.utils.distributed import require_group_if_launched
 
 
 def select_rows(table: PaperTable, wanted: Sequence[str] | None) -> list[str]:
@@ -102,6 +103,7 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
     if kind.profile is not None:  # e.g. parameter counts: always of the paper-size model
         args.profile = kind.profile
     try:
+        require_group_if_launched()  # N torchrun processes would each train every row
         if run_row is None:
             raise ValueError(f"{table_id} is a {table.kind} table: its rows are published "
                              f"data, nothing is reproduced")
