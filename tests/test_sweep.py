@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from test_engine import tiny_cfg
 
 from reid_core.app.experiment import run_experiment
 from reid_core.app.sweep import (
     SweepOptions, add_sweep_arguments, plan_runs, submit_sweep, sweep_options, wait_for)
-from reid_core.config import ConfigError, config_from_dict
+from reid_core.config import ConfigError
 from reid_core.engine.checkpoint import read_checkpoint
 from reid_core.results.claims import (
     RunBusyError, RunLock, SweepClaim, live_claim, write_claim)
@@ -25,23 +26,11 @@ from reid_core.results.store import RunStore
 
 pytest.importorskip("submitit")
 
-TINY: dict[str, Any] = {
-    "name": "tiny_a",
-    "seed": 0,
-    "data": {"dataset": "synthetic-tiny", "height": 64, "width": 32, "batch_size": 16,
-             "num_instances": 4},
-    "model": {"backbone": "resnet18"},
-    "optim": {"epochs": 2, "warmup_epochs": 1, "milestones": [2]},
-    "eval": {"every": 0, "ranks": [1, 5]},
-}
-
 
 def cfg_of(name: str = "tiny_a", seed: int = 0, epochs: int = 2, **data: Any):
-    raw = json.loads(json.dumps(TINY))
-    raw.update(name=name, seed=seed)
-    raw["optim"]["epochs"] = epochs
-    raw["data"].update(data)
-    return config_from_dict(raw)
+    """test_engine's tiny config, without evaluations during training."""
+    return tiny_cfg(name=name, seed=seed, **{"optim.epochs": epochs, "eval.every": 0},
+                    **{f"data.{key}": value for key, value in data.items()})
 
 
 #: Two rows (the second with open-reid's identity-once sampler) x two seeds.

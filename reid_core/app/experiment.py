@@ -181,19 +181,18 @@ def check_output_dir(out: Path) -> None:
                              f"({e.strerror or e}); pass another --out") from None
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _Prepared:
-    """What the checks before compute found: the run to train, or the record to return."""
+    """What the checks before compute found for a run to train."""
 
     settings: DeviceSettings
-    data: ReIDData | None = None
-    identity: dict[str, str] = dataclasses.field(default_factory=dict)
-    store: RunStore | None = None
-    paths: RunPaths | None = None
-    skip: dict[str, Any] | None = None  #: the record to return instead of training
-    resuming: bool = False
-    evaluator: RetrievalEvaluator | None = None
-    description: str | None = None
+    data: ReIDData
+    identity: dict[str, str]
+    store: RunStore
+    paths: RunPaths
+    resuming: bool
+    evaluator: RetrievalEvaluator
+    description: str | None
 
 
 def run_experiment(
@@ -253,12 +252,10 @@ def run_experiment(
                              force=force, console=console, note_fresh_start=note_fresh_start,
                              held=held),
             describe=describe_error)
-        if prep.skip is not None:
-            return prep.skip
+        if not isinstance(prep, _Prepared):  # the finished run's record: skipped
+            return prep
         settings, data, paths, store = prep.settings, prep.data, prep.paths, prep.store
         evaluator, description, resuming = prep.evaluator, prep.description, prep.resuming
-        assert data is not None and paths is not None and store is not None
-        assert evaluator is not None
         world = distributed.world_size()
 
         seed_everything(cfg.seed)
@@ -320,11 +317,12 @@ def run_experiment(
 
 def _prepare(cfg: RunConfig, *, data_root: str | Path | None, out: Path, device: str,
              resume: bool, force: bool, console: Console, note_fresh_start: bool,
-             held: contextlib.ExitStack) -> _Prepared:
+             held: contextlib.ExitStack) -> _Prepared | dict[str, Any]:
     """The checks before compute and the decision what to do with an existing run (see
-    :func:`run_experiment`). Several processes: rank 0 runs it first and alone changes files
-    (stale temporary files, finalising or discarding checkpoints); the others then see the
-    state it left and come to the same decision."""
+    :func:`run_experiment`): the run to train, or the record of a finished run to skip.
+    Several processes: rank 0 runs it first and alone changes files (stale temporary files,
+    finalising or discarding checkpoints); the others then see the state it left and come to
+    the same decision."""
     main = distributed.is_main()
     world = distributed.world_size()
     settings = distributed.rank_device(resolve_device(device))
@@ -338,7 +336,6 @@ def _prepare(cfg: RunConfig, *, data_root: str | Path | None, out: Path, device:
     paths: RunPaths = store.run(make_run_id(cfg.name, cfg.seed, cfg.config_hash(), identity))
     if main:  # before any file of the run is touched: another process may be training it
         held.enter_context(RunLock(out, paths.run_id))
-    if main:
         for directory in (store.runs_dir, paths.checkpoint_dir):
             remove_stale_temps(directory)
     if paths.record.exists() and not paths.record.is_file():
@@ -364,11 +361,11 @@ def _prepare(cfg: RunConfig, *, data_root: str | Path | None, out: Path, device:
         console.print(f"[yellow]skip[/] {paths.run_id}: record exists ({paths.record}); an "
                       f"unfinished re-run's checkpoint is at {paths.checkpoint} (--resume "
                       f"continues it, --force starts over)")
-        return _Prepared(settings, skip=existing)
+        return existing
     elif existing is not None and not unfinished:
         console.print(f"[yellow]skip[/] {paths.run_id}: record exists ({paths.record}); "
                       f"--force re-runs it")
-        return _Prepared(settings, skip=existing)
+        return existing
     resuming = resume and not force and unfinished
     if resuming:
         saved = world_size_of(read_checkpoint(paths.checkpoint, mmap=True))

@@ -129,8 +129,7 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
         configs = [build_row_config(raw, source, cid, args.profile, seed, datasets[cid])
                    for cid in ids for seed in args.seeds]
     except USER_ERRORS as e:
-        console.print(f"[bold red]error:[/] {describe_error(e)}", highlight=False)
-        return 2
+        return _stopped(console, e)
 
     console.print(f"{table.paper} Table {table.table}: {len(configs)} run(s) "
                   f"({len(ids)} row config(s) x {len(args.seeds)} seed(s)), profile {args.profile}")
@@ -145,9 +144,7 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
     try:
         _multi_query_evaluations(table, done, store, args, console)
     except (*USER_ERRORS, KeyboardInterrupt) as e:
-        console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,
-                      soft_wrap=True)
-        return 130 if isinstance(e, KeyboardInterrupt) else 2
+        return _stopped(console, e)
     records = load_records(store.runs_dir) if store.runs_dir.is_dir() else []
     known = {r["run_id"] for r in records}
     records += [r for r in done if r["run_id"] not in known]
@@ -158,9 +155,7 @@ def main(table_id: str, argv: Sequence[str] | None = None, run_row: RowRunner | 
                 if report is None else report(table_id, records, store.reports_dir))
     except USER_ERRORS as e:  # e.g. EmptyReportError: the existing report is left as it was
         console.print(_summary(table_id, done, time.perf_counter() - t0, started))
-        console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,
-                      soft_wrap=True)
-        return 2
+        return _stopped(console, e)
     console.print(_summary(table_id, done, time.perf_counter() - t0, started))
     console.print(f"report: {path}")
     return 0
@@ -175,14 +170,22 @@ def _run_inline(configs: list[RunConfig], run_row: RowRunner, args: argparse.Nam
         try:
             done.append(run_row(cfg, args, console))
         except (*USER_ERRORS, KeyboardInterrupt) as e:
-            what = (f"[bold red]error:[/] {escape(describe_error(e))}"
-                    if not isinstance(e, KeyboardInterrupt) else "[bold red]interrupted[/]")
-            console.print(what, highlight=False, soft_wrap=True)
+            status = _stopped(console, e)
             console.print(f"{len(done)} of {len(configs)} run(s) finished; fix the cause and "
                           f"re-run the same command to continue (finished runs are skipped, "
                           f"an interrupted one resumes from its last epoch)")
-            return 130 if isinstance(e, KeyboardInterrupt) else 2
+            return status
     return done
+
+
+def _stopped(console: Console, e: BaseException) -> int:
+    """Say why the command stops (a user error in one line, or Ctrl-C); its exit status."""
+    if isinstance(e, KeyboardInterrupt):
+        console.print("[bold red]interrupted[/]", highlight=False)
+        return 130
+    console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,
+                  soft_wrap=True)
+    return 2
 
 
 def _run_as_jobs(table_id: str, configs: list[RunConfig], args: argparse.Namespace,
@@ -192,9 +195,7 @@ def _run_as_jobs(table_id: str, configs: list[RunConfig], args: argparse.Namespa
     try:
         finished = run_sweep(table_id, configs, args, sweep, console)
     except (*USER_ERRORS, KeyboardInterrupt) as e:
-        console.print(f"[bold red]error:[/] {escape(describe_error(e))}", highlight=False,
-                      soft_wrap=True)
-        return 130 if isinstance(e, KeyboardInterrupt) else 2
+        return _stopped(console, e)
     if not sweep.wait:
         return 0
     store = RunStore(Path(args.out))

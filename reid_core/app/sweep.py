@@ -90,6 +90,12 @@ class SweepOptions:
     def inline(self) -> bool:
         return self.executor == "inline"
 
+    @property
+    def job_threads(self) -> int | None:
+        """Threads of each job: ``threads_per_job``; else 1 on the local executor (which starts
+        every job at once), else None (as the scheduler's allocation sets them)."""
+        return self.threads_per_job or (1 if self.executor == "local" else None)
+
 
 # --------------------------------------------------------------------------- CLI
 
@@ -326,9 +332,8 @@ def _executor(options: SweepOptions, folder: Path) -> Any:
         ex.update_parameters(**params, **options.slurm_extra)
     else:
         ex = submitit.AutoExecutor(folder=folder, cluster="local")
-        threads = options.threads_per_job or 1
         ex.update_parameters(timeout_min=options.timeout_min, name="reid-bench",
-                             local_setup=[f"export OMP_NUM_THREADS={threads}"])
+                             local_setup=[f"export OMP_NUM_THREADS={options.job_threads}"])
     if options.gpus_per_job:
         ex.update_parameters(gpus_per_node=options.gpus_per_job,
                              tasks_per_node=options.gpus_per_job)
@@ -347,10 +352,7 @@ def _specs(plan: Sequence[PlannedRun], args: argparse.Namespace, options: SweepO
         slots = tuple(str(slot_dir / f"slot-{i}.lock") for i in range(options.local_parallel))
     return [JobSpec(run_id=p.run_id, config=p.cfg.to_dict(), out=str(Path(args.out).resolve()),
                     data_root=args.data_root, device=args.device, profile=args.profile,
-                    force=args.force,
-                    threads=options.threads_per_job or (1 if options.executor == "local"
-                                                        else None),
-                    slots=slots)
+                    force=args.force, threads=options.job_threads, slots=slots)
             for p in plan]
 
 
@@ -422,21 +424,22 @@ def run_sweep(table_id: str, configs: Sequence[RunConfig], args: argparse.Namesp
 def wait_for(sub: Submission, options: SweepOptions, console: Console) -> list[str]:
     """Watch the jobs until all are over, resubmitting those that died without a result (up
     to ``max_retries`` each); return the run ids that have records, and name the failures."""
-    todo, specs, jobs, ex, folder, out = (sub.todo, sub.specs, sub.jobs, sub.executor,
-                                          sub.folder, sub.out)
+    todo, jobs = sub.todo, sub.jobs
     retries = [0] * len(jobs)
-    store = RunStore(out)
+    store = RunStore(sub.out)
     with Live(console=console, refresh_per_second=1) as live:
         while True:
             states = [_state(j) for j in jobs]
+            recorded = [store.record_path(p.run_id).is_file() for p in todo]
             for i, (job, state) in enumerate(zip(jobs, states)):
-                if (state in _FINISHED and not store.record_path(todo[i].run_id).is_file()
+                if (state in _FINISHED and not recorded[i]
                         and not job.paths.result_pickle.exists()
                         and retries[i] < options.max_retries):
                     retries[i] += 1  # died without a result: killed, or its node was lost
-                    jobs[i] = _submit(ex, [specs[i]], options, folder, out)[0]
+                    jobs[i] = _submit(sub.executor, [sub.specs[i]], options, sub.folder,
+                                      sub.out)[0]
                     states[i] = _state(jobs[i])
-            live.update(_jobs_table(todo, jobs, states, store, retries))
+            live.update(_jobs_table(todo, jobs, states, recorded, retries))
             if all(state in _FINISHED for state in states):
                 break
             time.sleep(options.poll_s)
@@ -481,14 +484,15 @@ def _plan_table(table_id: str, plan: Sequence[PlannedRun]) -> Table:
 
 
 def _jobs_table(todo: Sequence[PlannedRun], jobs: Sequence[Any], states: Sequence[str],
-                store: RunStore, retries: Sequence[int]) -> Table:
-    """One line per job (its scheduler ``states``, read once per look), counts as the title."""
+                recorded: Sequence[bool], retries: Sequence[int]) -> Table:
+    """One line per job (its scheduler ``states`` and whether its run has a record, read once
+    per look), counts as the title."""
     counts: dict[str, int] = {}
     t = Table()
     for col in ("run", "job", "state", "log"):
         t.add_column(col)
     for i, (plan, job, state) in enumerate(zip(todo, jobs, states)):
-        if store.record_path(plan.run_id).is_file():
+        if recorded[i]:
             shown = "done"
         elif state in _FINISHED:
             shown = "failed"

@@ -19,6 +19,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from reid_core.app.ddp import bn_mode
 from reid_core.config import ConfigError, RunConfig
 from reid_core.config.migrate import migrate_history
 from reid_core.data.base import ImageItem
@@ -69,10 +70,11 @@ def train(
     console = console or Console()
     clock = clock or RunClock.fresh()
     world, rank = distributed.world_size(), distributed.rank()
+    bn = bn_mode(cfg, world)
     model.to(device.device)
     if device.channels_last:
         model.to(memory_format=torch.channels_last)
-    if world > 1 and cfg.model.sync_bn:
+    if bn == "sync_bn":
         distributed.convert_sync_batchnorm(model)
     objective = build_objective(cfg.loss, model)
     optimizer = build_optimizer(model, cfg.optim)
@@ -84,14 +86,15 @@ def train(
                          sampler=cfg.data.sampler, world_size=world, rank=rank)
     # DDP broadcasts rank 0's weights when it wraps the model; from here on each rank draws
     # its own augmentations (a resumed run restores every rank's RNG from the checkpoint).
-    train_forward = distributed.DDPForward(model, device) if world > 1 else None
+    train_forward = None
     if world > 1:
+        train_forward = distributed.DDPForward(model, device)
         seed_everything(distributed.rank_seed(cfg.seed, rank))
     model_section = dataclasses.asdict(cfg.model)
     hooks: list[Hook] = [EpochSwitch(), NonFiniteGuard(checkpoint)]
     if on_step is not None:
         hooks.append(StepCallback(on_step))
-    if world > 1 and not cfg.model.sync_bn:
+    if bn == "per_rank_bn_averaged":
         hooks.append(BatchNormAverage())
     hooks += [Evaluation(evaluate, cfg.eval.every), *extra_hooks]
     if distributed.is_main():

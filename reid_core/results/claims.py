@@ -41,6 +41,10 @@ def claims_dir(out: str | Path) -> Path:
     return Path(out) / CLAIMS
 
 
+def _claim_path(out: str | Path, run_id: str) -> Path:
+    return claims_dir(out) / f"{run_id}.json"
+
+
 class RunLock:
     """The exclusive training lock of one run (see the module docstring): a
     ``filelock.FileLock`` on ``<run_id>.lock``, with its holder in ``<run_id>.holder``.
@@ -125,15 +129,14 @@ class SweepClaim:
 
 
 def write_claim(out: str | Path, claim: SweepClaim) -> Path:
-    path = claims_dir(out) / f"{claim.run_id}.json"
+    path = _claim_path(out, claim.run_id)
     atomic_write_json(path, asdict(claim))
     return path
 
 
 def read_claim(out: str | Path, run_id: str) -> SweepClaim | None:
-    path = claims_dir(out) / f"{run_id}.json"
     try:
-        data: Any = json.loads(path.read_text())
+        data: Any = json.loads(_claim_path(out, run_id).read_text())
         return SweepClaim(**data)
     except (OSError, ValueError, TypeError):
         return None  # no claim, or not one we wrote: nothing to honour

@@ -264,12 +264,10 @@ def agree(fn: Callable[[], T], describe: Callable[[BaseException], str] = _descr
     failed = [(r, d) for r, d in enumerate(outcomes) if d is not None]
     if not failed:
         return result
-    raised: Exception = error if error is not None else PeerFailedError(failed[0][1],
-                                                                          failed[0][0])
+    first_rank, first = failed[0]
+    raised = error if error is not None else PeerFailedError(first, first_rank)
     if rank() != 0:
         setattr(raised, REPORTED_BY_MAIN, True)
-    if error is not None:
-        raise error
     raise raised
 
 
@@ -304,11 +302,6 @@ def _comm_device() -> torch.device:
     if backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
-
-
-def barrier() -> None:
-    if is_initialized():
-        dist.barrier()
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
@@ -479,7 +472,7 @@ __all__ = [
     "BACKENDS", "BN_MODES", "DDPForward", "DistributedLaunchError", "LaunchEnv",
     "PROCESS_GROUP_TIMEOUT", "PeerFailedError", "REPORTED_BY_MAIN", "agree",
     "all_gather_object", "all_reduce_mean", "all_reduce_sum", "average_batchnorm_stats",
-    "backend", "backend_for", "barrier", "broadcast_object", "convert_sync_batchnorm",
+    "backend", "backend_for", "broadcast_object", "convert_sync_batchnorm",
     "gather_rows", "init_from_env", "is_initialized", "is_main", "launch_rank", "local_only",
     "main_first", "rank", "rank_device", "rank_seed", "require_group_if_launched", "session",
     "shard_bounds", "world_size",
