@@ -262,4 +262,6 @@ def test_job_states_are_read_by_their_first_word() -> None:
             self.state = state
 
     assert _state(Job("CANCELLED by 1234")) in _FINISHED
+    # submitit's local job without a process: over, not a state to wait on forever.
+    assert _state(Job("NO PROCESS AND NO RESULT")) in _FINISHED
     assert _state(Job("running")) == "RUNNING" and _state(Job("")) == "UNKNOWN"

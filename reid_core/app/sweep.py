@@ -456,12 +456,15 @@ def wait_for(sub: Submission, options: SweepOptions, console: Console) -> list[s
 
 
 def _state(job: Any) -> str:
-    """The job's state, first word only (Slurm says ``CANCELLED by 1234``)."""
+    """The job's state: a known state as it is (the local executor's ``NO PROCESS AND NO
+    RESULT``), else its first word (Slurm says ``CANCELLED by 1234``)."""
     try:
-        words = str(job.state).upper().split()
+        state = " ".join(str(job.state).upper().split())
     except Exception:  # noqa: BLE001 (a scheduler that cannot be asked: keep looking)
         return "UNKNOWN"
-    return words[0] if words else "UNKNOWN"
+    if state in _FINISHED or state in _QUEUED:
+        return state
+    return state.split(" ", 1)[0] or "UNKNOWN"
 
 
 def _last_error(job: Any) -> str:
